@@ -1,0 +1,92 @@
+"""Export a weights source to a self-contained gemma-nb model folder, atomically.
+
+Everything is checked before the first byte is written; the folder is assembled under a
+temporary name beside the target and renamed at the end, so an interrupted or failed export
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+from tqdm.auto import tqdm
+
+from gemma_nb.folder import CONFIG_FILE, DATA_FILE, FORMAT_VERSION, GRAPH_FILE, TOKENIZER_FILE
+from gemma_nb.tokenizer import Tokenizer
+
+from . import __version__
+from .errors import ExportError, MissingWeightsError
+from .graph import build_decoder
+from .packing import packing_for
+from .sources import open_source, source_sha256
+from .tape import Tape
+from .tensor_names import model_tensor_names
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["export", "OutputExistsError"]
+
+
+class OutputExistsError(ExportError):
+    """The output folder exists and overwriting was not asked for."""
+
+
+def export(src: str | Path, out: str | Path, *, dtype: str = "fp32", overwrite: bool = False,
+           progress: bool = True) -> Path:
+    """Export Gemma weights (GGUF, .llamafile or HF folder) to a model folder at `out`."""
+    src, out = Path(src), Path(out)
+    pack = packing_for(dtype)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists (pass overwrite=True / --force)")
+    source = open_source(src)
+    cfg = source.config
+    tokenizer_bytes = source.tokenizer_model()
+    needed = model_tensor_names(cfg.num_layers, cfg.qk_norm)
+    missing = [source.source_name(n) for n in needed
+               if source.source_name(n) not in source.source_names()]
+    if missing:
+        raise MissingWeightsError(
+            f"{src} lacks {len(missing)} tensor(s) a {cfg.architecture} model needs, e.g. "
+            + ", ".join(missing[:3])
+        )
+    unused = source.source_names() - {source.source_name(n) for n in needed}
+    if unused:
+        logger.warning("ignoring %d tensor(s) of %s, e.g. %s", len(unused), src, sorted(unused)[:3])
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        bar = tqdm(total=cfg.num_layers, desc=f"export {dtype}", unit="layer",
+                   disable=not progress)
+        with open(staging / DATA_FILE, "wb") as data, bar:
+            model = build_decoder(cfg, pack, source.tensor, Tape(data, DATA_FILE),
+                                  progress=lambda: bar.update())
+        onnx.save_model(model, staging / GRAPH_FILE)
+        (staging / TOKENIZER_FILE).write_bytes(tokenizer_bytes)
+        tokenizer = Tokenizer.from_file(staging / TOKENIZER_FILE)
+        info = {
+            "format_version": FORMAT_VERSION,
+            "config": cfg.to_json(),
+            "dtype": dtype,
+            "tokenizer": {"file": TOKENIZER_FILE, "bos_id": tokenizer.bos_id,
+                          "eos_id": tokenizer.eos_id, "end_of_turn_id": tokenizer.end_of_turn_id,
+                          "vocab_size": tokenizer.vocab_size},
+            "chat_format": "gemma",
+            "exporter": {"name": "gemma_export", "version": __version__,
+                         "source": src.name, "source_sha256": source_sha256(src)},
+        }
+        (staging / CONFIG_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.chmod(0o755)  # mkdtemp makes it private
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("exported %s to %s (%s)", src, out, dtype)
+    return out

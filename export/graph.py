@@ -1,0 +1,164 @@
+"""The Gemma decoder as an ONNX graph (ONNX Runtime contrib ops for attention).
+
+Each block mirrors its equation (Gemma-2 report, transformers' `modeling_gemma2.py`):
+    h   = x + post_attn_norm(attention(input_norm(x)))
+    out = h + post_ffw_norm(mlp(pre_ffw_norm(h)))
+`GroupQueryAttention` (com.microsoft) applies RoPE (split halves), the score scale, the softcap,
+the causal/sliding mask and a KV cache whose past and present may share one buffer.
+
+Graph inputs: input_ids [batch, seq] int64; seqlens_k [batch] int32 (= total length - 1);
+total_sequence_length [] int32; logits_index [n] int64 (the positions whose logits we want, so
+generation computes one row and scoring all); past_key_values.{i}.key/value.
+Outputs: logits [batch, n, vocab] float32; present.{i}.key/value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from gemma_nb.config import GemmaConfig
+
+from .packing import Fp32Packing
+from .tape import Tape
+
+__all__ = ["build_decoder", "OPSET", "rope_cache"]
+
+OPSET = 21  # Gelu with approximate="tanh" needs opset 20+
+MS = "com.microsoft"
+
+TensorFn = Callable[[str], np.ndarray]
+
+
+def rms_norm(t: Tape, x: str, weight: np.ndarray, name: str, eps: float) -> str:
+    """x * rsqrt(mean(x^2) + eps) * (1 + w), in fp32; `weight` already holds 1 + w."""
+    return t.op("SimplifiedLayerNormalization", [x, t.weight(name, weight)],
+                axis=-1, epsilon=eps, stash_type=1, name=name)
+
+
+def head_norm(t: Tape, x: str, weight: np.ndarray, name: str, heads: int, cfg: GemmaConfig) -> str:
+    """Gemma-3 QK-norm: RMSNorm over head_dim of each head, before RoPE."""
+    per_head = t.op("Reshape", [x, t.constant("heads_shape", [0, 0, heads, cfg.head_dim])])
+    normed = rms_norm(t, per_head, weight, name, cfg.rms_norm_eps)
+    return t.op("Reshape", [normed, t.constant("flat_shape", [0, 0, heads * cfg.head_dim])])
+
+
+def rope_cache(cfg: GemmaConfig, base: float, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin tables [positions, head_dim/2] for GroupQueryAttention's rotary."""
+    inv_freq = 1.0 / base ** (np.arange(0, cfg.head_dim, 2, dtype=np.float64) / cfg.head_dim)
+    angles = np.outer(np.arange(cfg.context_length, dtype=np.float64) / scale, inv_freq)
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def attention(t: Tape, cfg: GemmaConfig, pack: Fp32Packing, tensor: TensorFn, x: str, i: int,
+              rope: tuple[str, str], seqlens_k: str, total_len: str) -> str:
+    p = f"layers.{i}"
+    q = pack.linear(t, x, f"{p}.q", tensor(f"{p}.q"))
+    k = pack.linear(t, x, f"{p}.k", tensor(f"{p}.k"))
+    v = pack.linear(t, x, f"{p}.v", tensor(f"{p}.v"))
+    if cfg.qk_norm:
+        q = head_norm(t, q, tensor(f"{p}.q_norm"), f"{p}.q_norm", cfg.num_heads, cfg)
+        k = head_norm(t, k, tensor(f"{p}.k_norm"), f"{p}.k_norm", cfg.num_kv_heads, cfg)
+    past = [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
+    out = t.op(
+        "GroupQueryAttention",
+        [q, k, v, *past, seqlens_k, total_len, *rope],
+        domain=MS,
+        name=f"{p}.attn",
+        output_names=[t.fresh(f"{p}.attn_out"), f"present.{i}.key", f"present.{i}.value"],
+        num_heads=cfg.num_heads,
+        kv_num_heads=cfg.num_kv_heads,
+        scale=cfg.query_pre_attn_scalar**-0.5,
+        softcap=cfg.attn_softcap or 0.0,
+        local_window_size=cfg.sliding_window if cfg.is_sliding(i) else -1,
+        do_rotary=1,
+        rotary_interleaved=0,
+    )[0]
+    return pack.linear(t, out, f"{p}.o", tensor(f"{p}.o"))
+
+
+def mlp(t: Tape, pack: Fp32Packing, tensor: TensorFn, x: str, i: int) -> str:
+    """down(gelu_tanh(gate(x)) * up(x))."""
+    p = f"layers.{i}"
+    gate = t.op("Gelu", [pack.linear(t, x, f"{p}.gate", tensor(f"{p}.gate"))], approximate="tanh")
+    up = pack.linear(t, x, f"{p}.up", tensor(f"{p}.up"))
+    return pack.linear(t, t.op("Mul", [gate, up]), f"{p}.down", tensor(f"{p}.down"))
+
+
+def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Fp32Packing, tensor: TensorFn, x: str, i: int,
+                  rope: tuple[str, str], seqlens_k: str, total_len: str) -> str:
+    p, eps = f"layers.{i}", cfg.rms_norm_eps
+    attn = attention(t, cfg, pack, tensor, rms_norm(t, x, tensor(f"{p}.input_norm"),
+                     f"{p}.input_norm", eps), i, rope, seqlens_k, total_len)
+    h = t.op("Add", [x, rms_norm(t, attn, tensor(f"{p}.post_attn_norm"), f"{p}.post_attn_norm",
+                                 eps)])
+    ffw = mlp(t, pack, tensor, rms_norm(t, h, tensor(f"{p}.pre_ffw_norm"), f"{p}.pre_ffw_norm",
+                                        eps), i)
+    return t.op("Add", [h, rms_norm(t, ffw, tensor(f"{p}.post_ffw_norm"), f"{p}.post_ffw_norm",
+                                    eps)])
+
+
+def softcap(t: Tape, x: str, cap: float | None) -> str:
+    """cap * tanh(x / cap): keeps the argmax, changes every logit value."""
+    if not cap:
+        return x
+    c = t.constant("final_softcap", np.float32(cap))
+    return t.op("Mul", [t.op("Tanh", [t.op("Div", [x, c])]), c])
+
+
+def lm_head(t: Tape, cfg: GemmaConfig, pack: Fp32Packing, tensor: TensorFn, h: str,
+            input_ids: str, logits_index: str) -> str:
+    """Final norm and the tied (unscaled) embedding, only at the positions in logits_index."""
+    picked = t.op("Gather", [h, logits_index], axis=1)
+    normed = rms_norm(t, picked, tensor("final_norm"), "final_norm", cfg.rms_norm_eps)
+    flat = t.op("Reshape", [normed, t.constant("rows_shape", [-1, cfg.hidden_size])])
+    logits2d = softcap(t, pack.tied_head(t, flat, "embed"), cfg.final_softcap)
+    batch = t.op("Shape", [input_ids], start=0, end=1)
+    shape = t.op("Concat", [batch, t.constant("n_vocab", [-1, cfg.vocab_size])], axis=0)
+    return t.op("Reshape", [logits2d, shape], output_names=["logits"])
+
+
+def build_decoder(cfg: GemmaConfig, pack: Fp32Packing, tensor: TensorFn, tape: Tape,
+                  progress: Callable[[], None] = lambda: None) -> onnx.ModelProto:
+    """Build the whole decoder; `tensor(name)` yields float32 weights one at a time."""
+    t = tape
+    embedded = pack.embed(t, "input_ids", "embed", tensor("embed"))
+    x = t.op("Mul", [embedded, t.constant("embed_scale", np.float32(cfg.embed_scale))])
+    ropes: dict[tuple[float, float], tuple[str, str]] = {}
+    for i in range(cfg.num_layers):
+        base, scale = ((cfg.rope_base_local, 1.0) if cfg.is_sliding(i)
+                       else (cfg.rope_base_global, cfg.rope_scale_global))
+        if (base, scale) not in ropes:
+            cos, sin = rope_cache(cfg, base, scale)
+            ropes[(base, scale)] = (t.weight(f"cos_{base:g}", cos), t.weight(f"sin_{base:g}", sin))
+        x = decoder_layer(t, cfg, pack, tensor, x, i, ropes[(base, scale)], "seqlens_k",
+                          "total_sequence_length")
+        progress()
+    lm_head(t, cfg, pack, tensor, x, "input_ids", "logits_index")
+
+    kv_shape = ["batch", cfg.num_kv_heads, "past_sequence_length", cfg.head_dim]
+    present_shape = ["batch", cfg.num_kv_heads, "total_sequence_length", cfg.head_dim]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+        helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
+        helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, []),
+        helper.make_tensor_value_info("logits_index", TensorProto.INT64, ["positions"]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                             ["batch", "positions", cfg.vocab_size])]
+    for i in range(cfg.num_layers):
+        for kind in ("key", "value"):
+            inputs.append(helper.make_tensor_value_info(
+                f"past_key_values.{i}.{kind}", TensorProto.FLOAT, kv_shape))
+            outputs.append(helper.make_tensor_value_info(
+                f"present.{i}.{kind}", TensorProto.FLOAT, present_shape))
+    graph = helper.make_graph(t.nodes, "gemma_decoder", inputs, outputs, t.initializers)
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
+        producer_name="gemma-nb",
+        ir_version=10,
+    )

@@ -1,0 +1,17 @@
+"""gemma-nb: Gemma models inside Jupyter, run with ONNX Runtime.
+
+    import gemma_nb
+    model = gemma_nb.load("gemma-3-270m")        # a folder made by `gemma-nb export`
+    model.generate("The capital of France is", max_new_tokens=20).text
+
+The runtime imports onnxruntime, numpy and sentencepiece only (never the exporter).
+"""
+
+from .config import GemmaConfig
+from .errors import ContextLengthError, GemmaError, ModelFolderError
+from .model import Generation, Model, Timings, load
+
+__version__ = "0.1.0"
+
+__all__ = ["load", "Model", "Generation", "Timings", "GemmaConfig", "GemmaError",
+           "ModelFolderError", "ContextLengthError"]

@@ -1,0 +1,136 @@
+"""The `gemma-nb` command: export, generate, info. Errors become one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .errors import GemmaError
+
+__all__ = ["main"]
+
+EXPORT_DTYPES = ("fp32",)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gemma-nb", description="Run Gemma models locally with ONNX Runtime."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("export", help="export GGUF / .llamafile / HF weights to a model folder")
+    p.add_argument("source", help="a .gguf, a .llamafile, a Hugging Face folder, or 'default'")
+    p.add_argument("-o", "--output", required=True, help="the model folder to write")
+    p.add_argument("--dtype", choices=EXPORT_DTYPES, default="fp32")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+
+    p = sub.add_parser("generate", help="complete a prompt (streams to stdout)")
+    _model_argument(p)
+    p.add_argument("-p", "--prompt", required=True)
+    p.add_argument("-n", "--max-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt as a user chat turn")
+
+    p = sub.add_parser("info", help="describe a model folder")
+    _model_argument(p)
+    p.add_argument("--json", action="store_true")
+
+    sub.add_parser("setup", help="prepare the default model (Gemma 3 270M) in the cache")
+    return parser
+
+
+def _model_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a model folder, a weights file (exported on first use), "
+                                 "or 'default'")
+    p.add_argument("--provider", default="cpu", help="cpu, cuda or rocm")
+    p.add_argument("--threads", type=int, help="intra-op threads (default: physical cores)")
+
+
+def _load(args: argparse.Namespace):
+    from . import load
+    from .models import resolve_model
+
+    return load(resolve_model(args.model), provider=args.provider, threads=args.threads)
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .models import DEFAULT_MODEL, default_model_source
+
+    try:
+        from gemma_export import export
+    except ImportError:
+        raise GemmaError("exporting needs the exporter: pip install 'gemma-nb[export]'") from None
+    source = default_model_source() if args.source == DEFAULT_MODEL else args.source
+    out = export(source, args.output, dtype=args.dtype, overwrite=args.force)
+    print(out)
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from .chat import format_chat
+
+    model = _load(args)
+    prompt = format_chat([{"role": "user", "content": args.prompt}]) if args.chat else args.prompt
+    stream = model.stream(prompt, max_new_tokens=args.max_tokens, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop)
+    for piece in stream:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    t = stream.result.timings
+    print(f"[{t.prompt_tokens} prompt tokens, {t.prefill_tokens_per_s:.1f} tok/s; "
+          f"{t.generated_tokens} generated, {t.decode_tokens_per_s:.1f} tok/s; "
+          f"first token {t.time_to_first_token_s:.2f} s; load {t.load_s:.2f} s]", file=sys.stderr)
+
+
+def _info(args: argparse.Namespace) -> None:
+    from .folder import read_model_info
+    from .models import resolve_model
+
+    path = resolve_model(args.model)
+    info, cfg = read_model_info(path)
+    if args.json:
+        print(json.dumps({"path": str(path), **info}, indent=2))
+        return
+    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    exporter = info.get("exporter", {})
+    print(f"path:          {path}")
+    print(f"architecture:  {cfg.architecture}, {cfg.num_layers} layers, hidden {cfg.hidden_size}, "
+          f"{cfg.num_heads} heads / {cfg.num_kv_heads} KV heads, head_dim {cfg.head_dim}")
+    print(f"vocabulary:    {cfg.vocab_size}")
+    print(f"context:       {cfg.context_length} (sliding window {cfg.sliding_window})")
+    print(f"dtype:         {info.get('dtype')}")
+    print(f"size on disk:  {size / 2**20:.1f} MiB")
+    print(f"source:        {exporter.get('source')} (sha256 {exporter.get('source_sha256')})")
+    print(f"exporter:      {exporter.get('name')} {exporter.get('version')}")
+
+
+def _setup(args: argparse.Namespace) -> None:
+    from .models import DEFAULT_MODEL, resolve_model
+
+    print(resolve_model(DEFAULT_MODEL))
+
+
+_COMMANDS = {"export": _export, "generate": _generate, "info": _info, "setup": _setup}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _COMMANDS[args.command](args)
+    except GemmaError as exc:
+        print(f"gemma-nb: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gemma-nb: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The layout of an exported model folder, shared by the exporter (writes) and runtime (reads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .config import GemmaConfig
+from .errors import ModelFolderError
+
+__all__ = ["CONFIG_FILE", "GRAPH_FILE", "DATA_FILE", "TOKENIZER_FILE", "FORMAT_VERSION",
+           "read_model_info"]
+
+CONFIG_FILE = "gemma_nb.json"
+GRAPH_FILE = "model.onnx"
+DATA_FILE = "model.onnx.data"
+TOKENIZER_FILE = "tokenizer.model"
+FORMAT_VERSION = 1
+
+
+def read_model_info(path: Path) -> tuple[dict[str, Any], GemmaConfig]:
+    """The folder's JSON and config, after checking every file is there."""
+    if not path.is_dir():
+        raise ModelFolderError(
+            f"{path} is not a model folder; export weights first: gemma-nb export SRC -o {path}"
+        )
+    missing = [f for f in (CONFIG_FILE, GRAPH_FILE, TOKENIZER_FILE) if not (path / f).is_file()]
+    if missing:
+        raise ModelFolderError(f"{path} is not a complete model folder: {', '.join(missing)} missing")
+    try:
+        info = json.loads((path / CONFIG_FILE).read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelFolderError(f"{path / CONFIG_FILE} is not valid JSON: {exc}") from None
+    if info.get("format_version") != FORMAT_VERSION:
+        raise ModelFolderError(
+            f"{path} was written by format {info.get('format_version')}; this gemma-nb reads "
+            f"format {FORMAT_VERSION}: export it again"
+        )
+    return info, GemmaConfig.from_json(info["config"])
