@@ -178,7 +178,6 @@ class Model:
         settings = SamplingSettings(temperature, top_k, top_p)
         decoder = IncrementalDecoder(self.tokenizer)
         stops = StopFilter(list(stop or ()))
-        result.finish_reason = "length"
         for token in self._tokens(self._prompt_ids(prompt), max_new_tokens, settings, seed,
                                   result.timings):
             result.token_ids.append(token)
@@ -188,14 +187,14 @@ class Model:
                 yield piece
             if stops.stopped:
                 break
-        ended = stops.stopped or len(result.token_ids) < result.timings.generated_tokens
-        if ended:
-            result.finish_reason = "stop"
-        else:
-            tail = stops.flush()
+        if not stops.stopped:  # release text held back for a split character or stop string
+            tail = stops.push(decoder.flush())
+            tail += "" if stops.stopped else stops.flush()
             result.text += tail
             if tail:
                 yield tail
+        stopped_by_token = len(result.token_ids) < result.timings.generated_tokens
+        result.finish_reason = "stop" if stops.stopped or stopped_by_token else "length"
 
     def stream(self, prompt: str | Sequence[int], max_new_tokens: int = 256,
                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,

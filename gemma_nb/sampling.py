@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SamplingSettings", "sample"]
+from .errors import GemmaError
+
+__all__ = ["SamplingSettings", "SamplingError", "sample"]
+
+
+class SamplingError(GemmaError, ValueError):
+    """A sampling setting is out of range."""
 
 
 @dataclass(frozen=True)
@@ -17,11 +23,11 @@ class SamplingSettings:
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise SamplingError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+            raise SamplingError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise SamplingError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
 def sample(logits: np.ndarray, settings: SamplingSettings, rng: np.random.Generator) -> int:
