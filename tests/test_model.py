@@ -1,0 +1,84 @@
+"""The runtime API on a tiny exported model: generate, stream, chat, stop strings, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gemma_nb
+from gemma_nb.kv_cache import KVCache
+
+
+@pytest.fixture(scope="module")
+def model(tiny_gemma2_model) -> gemma_nb.Model:
+    return tiny_gemma2_model
+
+
+def test_generate_returns_text_ids_and_timings(model):
+    result = model.generate("hello world", max_new_tokens=12)
+    assert len(result.token_ids) <= 12 and result.finish_reason in ("stop", "length")
+    assert result.text == model.tokenizer.decode(result.token_ids)
+    t = result.timings
+    assert t.prompt_tokens == len(model.tokenizer.encode("hello world"))
+    assert t.generated_tokens >= len(result.token_ids) and t.time_to_first_token_s > 0
+
+
+def test_stream_yields_the_same_text_as_generate(model):
+    stream = model.stream("the cat", max_new_tokens=20)
+    pieces = list(stream)
+    assert "".join(pieces) == model.generate("the cat", max_new_tokens=20).text
+    assert stream.result.text == "".join(pieces)
+
+
+def test_same_seed_same_sample_different_seed_differs(model):
+    runs = [model.generate("a", max_new_tokens=15, temperature=1.5, seed=s).token_ids
+            for s in (1, 1, 2)]
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_stop_string_cuts_the_text(model):
+    full = model.generate("x", max_new_tokens=30).text
+    assert len(full) > 4, "the tiny model should produce some text"
+    stop = full[2:4]
+    cut = model.generate("x", max_new_tokens=30, stop=[stop])
+    assert cut.text == full[: full.index(stop)] and cut.finish_reason == "stop"
+
+
+
+def test_generation_stops_at_end_of_turn(model, monkeypatch):
+    eot = model.tokenizer.end_of_turn_id
+    real_decode_one = model.decode_one
+    steps = []
+
+    def decode_one_then_end_turn(cache, token):
+        steps.append(token)
+        logits = real_decode_one(cache, token).copy()
+        if len(steps) == 3:
+            logits[eot] = logits.max() + 10
+        return logits
+
+    monkeypatch.setattr(model, "decode_one", decode_one_then_end_turn)
+    result = model.generate("a", max_new_tokens=20)
+    assert len(result.token_ids) == 3 and eot not in result.token_ids
+    assert result.finish_reason == "stop"
+
+
+def test_chat_merges_system_prompt_and_answers(model):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    result = model.chat(messages, max_new_tokens=5)
+    assert isinstance(result.text, str) and len(result.token_ids) <= 5
+
+
+def test_kv_cache_is_updated_in_place(model):
+    ids = model.tokenizer.encode("in place")
+    cache = KVCache(model.config, capacity=len(ids) + 2)
+    before = dict(cache.buffers)
+    pointers = {k: v.data_ptr() for k, v in cache.buffers.items()}
+    model.prefill(cache, ids)
+    snapshot = cache.buffers["0.key"].numpy().copy()
+    model.decode_one(cache, 5)
+    assert cache.buffers == before
+    assert {k: v.data_ptr() for k, v in cache.buffers.items()} == pointers
+    after = cache.buffers["0.key"].numpy()
+    assert not np.array_equal(after[:, :, len(ids)], snapshot[:, :, len(ids)])  # new row written
+    np.testing.assert_array_equal(after[:, :, : len(ids)], snapshot[:, :, : len(ids)])

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from gemma_nb.sampling import SamplingSettings, sample
+
+
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def test_greedy_is_argmax():
+    logits = np.array([0.1, 3.0, -1.0, 2.9], np.float32)
+    assert sample(logits, SamplingSettings(), rng()) == 1
+
+
+def test_top_k_one_is_greedy_at_any_temperature():
+    logits = np.random.default_rng(1).normal(size=1000).astype(np.float32)
+    assert sample(logits, SamplingSettings(temperature=5.0, top_k=1), rng()) == logits.argmax()
+
+
+def test_top_p_keeps_only_the_nucleus():
+    logits = np.log(np.array([0.6, 0.3, 0.05, 0.05], np.float32))
+    draws = {sample(logits, SamplingSettings(temperature=1.0, top_p=0.8), np.random.default_rng(s))
+             for s in range(200)}
+    assert draws == {0, 1}
+
+
+def test_temperature_sampling_follows_the_distribution():
+    probs = np.array([0.5, 0.3, 0.2])
+    logits = np.log(probs).astype(np.float32)
+    generator = rng()
+    draws = [sample(logits, SamplingSettings(temperature=1.0), generator) for _ in range(4000)]
+    np.testing.assert_allclose(np.bincount(draws) / len(draws), probs, atol=0.03)
+
+
+def test_same_seed_same_tokens():
+    logits = np.random.default_rng(2).normal(size=50).astype(np.float32)
+    settings = SamplingSettings(temperature=1.0)
+    a = [sample(logits, settings, np.random.default_rng(9)) for _ in range(5)]
+    b = [sample(logits, settings, np.random.default_rng(9)) for _ in range(5)]
+    assert a == b
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": -1}, {"top_k": -2}, {"top_p": 0}])
+def test_bad_settings_raise(kwargs):
+    with pytest.raises(ValueError):
+        SamplingSettings(**kwargs)
