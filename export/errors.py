@@ -1,9 +1,11 @@
 """Exceptions the exporter raises, each with a message the user can act on."""
 
+from gemma_nb.config import ConfigError, UnsupportedArchitectureError
 from gemma_nb.errors import GemmaError
 
 __all__ = [
     "ExportError",
+    "ConfigError",
     "MissingTokenizerError",
     "MissingWeightsError",
     "UnsupportedArchitectureError",
@@ -22,10 +24,6 @@ class MissingTokenizerError(ExportError):
 
 class MissingWeightsError(ExportError):
     """The source holds no weights, or lacks tensors the model needs."""
-
-
-class UnsupportedArchitectureError(ExportError):
-    """The weights are not a Gemma-2 or Gemma-3 text model."""
 
 
 class UnsupportedTensorTypeError(ExportError):

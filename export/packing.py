@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ExportError
 from .tape import Tape
 
 __all__ = ["Fp32Packing", "packing_for"]
@@ -39,5 +40,5 @@ _PACKINGS = {"fp32": Fp32Packing}
 
 def packing_for(dtype: str) -> Fp32Packing:
     if dtype not in _PACKINGS:
-        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(_PACKINGS)}")
+        raise ExportError(f"unknown dtype {dtype!r}; choose one of {', '.join(_PACKINGS)}")
     return _PACKINGS[dtype]()

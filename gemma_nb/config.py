@@ -16,14 +16,18 @@ from typing import Any
 
 from .errors import GemmaError
 
-__all__ = ["GemmaConfig", "ConfigError", "SUPPORTED_ARCHITECTURES"]
+__all__ = ["GemmaConfig", "ConfigError", "UnsupportedArchitectureError", "SUPPORTED_ARCHITECTURES"]
 
 SUPPORTED_ARCHITECTURES = ("gemma2", "gemma3")
 SLIDING, FULL = "sliding", "full"
 
 
 class ConfigError(GemmaError):
-    """A configuration is missing a field or describes a model we do not support."""
+    """A configuration is missing a field or is inconsistent."""
+
+
+class UnsupportedArchitectureError(ConfigError):
+    """The weights are not a Gemma-2 or Gemma-3 text model."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class GemmaConfig:
 
     def __post_init__(self) -> None:
         if self.architecture not in SUPPORTED_ARCHITECTURES:
-            raise ConfigError(
+            raise UnsupportedArchitectureError(
                 f"unsupported architecture {self.architecture!r}: gemma-nb handles "
                 f"{', '.join(SUPPORTED_ARCHITECTURES)} text models"
             )
@@ -98,7 +102,7 @@ class GemmaConfig:
             model_type = "gemma3_text"
         arch = {"gemma2": "gemma2", "gemma3_text": "gemma3"}.get(str(model_type))
         if arch is None:
-            raise ConfigError(
+            raise UnsupportedArchitectureError(
                 f"config.json describes a {model_type!r} model; gemma-nb exports gemma2 and "
                 "gemma3_text models"
             )
@@ -142,7 +146,7 @@ class GemmaConfig:
         """
         arch = str(fields.get("general.architecture"))
         if arch not in SUPPORTED_ARCHITECTURES:
-            raise ConfigError(
+            raise UnsupportedArchitectureError(
                 f"the GGUF holds a {arch!r} model; gemma-nb exports gemma2 and gemma3 models"
             )
 
