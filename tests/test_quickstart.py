@@ -1,0 +1,32 @@
+"""The quickstart notebook (the README's first command) runs top to bottom on the default model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "quickstart.ipynb"
+
+
+def test_quickstart_notebook_executes(real_model_dir, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    # Reuse this run's export of the default model: the cache holds it under its usual name.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "gemma-3-270m-fp32").symlink_to(real_model_dir, target_is_directory=True)
+    monkeypatch.setenv("GEMMA_NB_CACHE", str(cache))
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+    outputs = ["".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                       for o in cell.get("outputs", []))
+               for cell in notebook.cells if cell.cell_type == "code"]
+    assert not any(o.get("output_type") == "error" for cell in notebook.cells
+                   for o in cell.get("outputs", []))
+    assert "gemma-3-270m-fp32" in outputs[0]
+    assert "tok/s" in outputs[2] and "perplexity" in outputs[-1]
