@@ -16,13 +16,15 @@ from pathlib import Path
 import onnx
 from tqdm.auto import tqdm
 
+from gemma_nb.config import GemmaConfig
 from gemma_nb.folder import CONFIG_FILE, DATA_FILE, FORMAT_VERSION, GRAPH_FILE, TOKENIZER_FILE
 from gemma_nb.tokenizer import Tokenizer
 
 from . import __version__
 from .errors import ExportError, MissingWeightsError
 from .graph import build_decoder
-from .packing import packing_for
+from .packing import DEFAULT_ACCURACY_LEVEL, DEFAULT_BLOCK_SIZE, DTYPES, packing_for
+from .quant import QuantizationError
 from .sources import open_source, source_sha256
 from .tape import Tape
 from .tensor_names import model_tensor_names
@@ -36,15 +38,37 @@ class OutputExistsError(ExportError):
     """The output folder exists and overwriting was not asked for."""
 
 
-def export(src: str | Path, out: str | Path, *, dtype: str = "fp32", overwrite: bool = False,
-           progress: bool = True) -> Path:
-    """Export Gemma weights (GGUF, .llamafile or HF folder) to a model folder at `out`."""
+def check_block_size(cfg: GemmaConfig, block_size: int) -> None:
+    """Every matrix's input width must be a whole number of blocks."""
+    widths = {"hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size,
+              "heads * head_dim": cfg.num_heads * cfg.head_dim}
+    bad = {k: v for k, v in widths.items() if v % block_size}
+    if bad:
+        raise QuantizationError(
+            f"block size {block_size} does not divide "
+            + ", ".join(f"{k} = {v}" for k, v in bad.items())
+            + "; choose a power of two in 16..256 that divides them"
+        )
+
+
+def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
+           block_size: int = DEFAULT_BLOCK_SIZE, accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
+           overwrite: bool = False, progress: bool = True) -> Path:
+    """Export Gemma weights (GGUF, .llamafile or HF folder) to a model folder at `out`.
+
+    dtype: fp32, fp16, int8, int4 (MatMulNBits, `block_size`, `accuracy_level`), or gguf
+    (each GGUF block type re-encoded exactly where MatMulNBits can hold it).
+    """
     src, out = Path(src), Path(out)
-    pack = packing_for(dtype)
+    if dtype not in DTYPES:
+        raise ExportError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists (pass overwrite=True / --force)")
     source = open_source(src)
     cfg = source.config
+    if dtype in ("int4", "int8"):
+        check_block_size(cfg, block_size)
+    pack = packing_for(dtype, source, block_size=block_size, accuracy_level=accuracy_level)
     tokenizer_bytes = source.tokenizer_model()
     needed = model_tensor_names(cfg.num_layers, cfg.qk_norm)
     missing = [source.source_name(n) for n in needed
@@ -73,6 +97,9 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32", overwrite: 
             "format_version": FORMAT_VERSION,
             "config": cfg.to_json(),
             "dtype": dtype,
+            "quantization": ({"block_size": block_size, "accuracy_level": accuracy_level}
+                             if dtype in ("int4", "int8") else
+                             {"accuracy_level": accuracy_level} if dtype == "gguf" else None),
             "tokenizer": {"file": TOKENIZER_FILE, "bos_id": tokenizer.bos_id,
                           "eos_id": tokenizer.eos_id, "end_of_turn_id": tokenizer.end_of_turn_id,
                           "vocab_size": tokenizer.vocab_size},

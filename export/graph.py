@@ -22,7 +22,7 @@ from onnx import TensorProto, helper
 
 from gemma_nb.config import GemmaConfig
 
-from .packing import Fp32Packing
+from .packing import Packing
 from .tape import Tape
 
 __all__ = ["build_decoder", "OPSET", "rope_cache"]
@@ -53,12 +53,12 @@ def rope_cache(cfg: GemmaConfig, base: float, scale: float) -> tuple[np.ndarray,
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def attention(t: Tape, cfg: GemmaConfig, pack: Fp32Packing, tensor: TensorFn, x: str, i: int,
+def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str, i: int,
               rope: tuple[str, str], seqlens_k: str, total_len: str) -> str:
     p = f"layers.{i}"
-    q = pack.linear(t, x, f"{p}.q", tensor(f"{p}.q"))
-    k = pack.linear(t, x, f"{p}.k", tensor(f"{p}.k"))
-    v = pack.linear(t, x, f"{p}.v", tensor(f"{p}.v"))
+    q = pack.linear(t, x, f"{p}.q")
+    k = pack.linear(t, x, f"{p}.k")
+    v = pack.linear(t, x, f"{p}.v")
     if cfg.qk_norm:
         q = head_norm(t, q, tensor(f"{p}.q_norm"), f"{p}.q_norm", cfg.num_heads, cfg)
         k = head_norm(t, k, tensor(f"{p}.k_norm"), f"{p}.k_norm", cfg.num_kv_heads, cfg)
@@ -77,25 +77,25 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Fp32Packing, tensor: TensorFn, x:
         do_rotary=1,
         rotary_interleaved=0,
     )[0]
-    return pack.linear(t, out, f"{p}.o", tensor(f"{p}.o"))
+    return pack.linear(t, out, f"{p}.o")
 
 
-def mlp(t: Tape, pack: Fp32Packing, tensor: TensorFn, x: str, i: int) -> str:
+def mlp(t: Tape, pack: Packing, x: str, i: int) -> str:
     """down(gelu_tanh(gate(x)) * up(x))."""
     p = f"layers.{i}"
-    gate = t.op("Gelu", [pack.linear(t, x, f"{p}.gate", tensor(f"{p}.gate"))], approximate="tanh")
-    up = pack.linear(t, x, f"{p}.up", tensor(f"{p}.up"))
-    return pack.linear(t, t.op("Mul", [gate, up]), f"{p}.down", tensor(f"{p}.down"))
+    gate = t.op("Gelu", [pack.linear(t, x, f"{p}.gate")], approximate="tanh")
+    up = pack.linear(t, x, f"{p}.up")
+    return pack.linear(t, t.op("Mul", [gate, up]), f"{p}.down")
 
 
-def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Fp32Packing, tensor: TensorFn, x: str, i: int,
+def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str, i: int,
                   rope: tuple[str, str], seqlens_k: str, total_len: str) -> str:
     p, eps = f"layers.{i}", cfg.rms_norm_eps
     attn = attention(t, cfg, pack, tensor, rms_norm(t, x, tensor(f"{p}.input_norm"),
                      f"{p}.input_norm", eps), i, rope, seqlens_k, total_len)
     h = t.op("Add", [x, rms_norm(t, attn, tensor(f"{p}.post_attn_norm"), f"{p}.post_attn_norm",
                                  eps)])
-    ffw = mlp(t, pack, tensor, rms_norm(t, h, tensor(f"{p}.pre_ffw_norm"), f"{p}.pre_ffw_norm",
+    ffw = mlp(t, pack, rms_norm(t, h, tensor(f"{p}.pre_ffw_norm"), f"{p}.pre_ffw_norm",
                                         eps), i)
     return t.op("Add", [h, rms_norm(t, ffw, tensor(f"{p}.post_ffw_norm"), f"{p}.post_ffw_norm",
                                     eps)])
@@ -109,23 +109,23 @@ def softcap(t: Tape, x: str, cap: float | None) -> str:
     return t.op("Mul", [t.op("Tanh", [t.op("Div", [x, c])]), c])
 
 
-def lm_head(t: Tape, cfg: GemmaConfig, pack: Fp32Packing, tensor: TensorFn, h: str,
+def lm_head(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, h: str,
             input_ids: str, logits_index: str) -> str:
     """Final norm and the tied (unscaled) embedding, only at the positions in logits_index."""
     picked = t.op("Gather", [h, logits_index], axis=1)
     normed = rms_norm(t, picked, tensor("final_norm"), "final_norm", cfg.rms_norm_eps)
     flat = t.op("Reshape", [normed, t.constant("rows_shape", [-1, cfg.hidden_size])])
-    logits2d = softcap(t, pack.tied_head(t, flat, "embed"), cfg.final_softcap)
+    logits2d = softcap(t, pack.tied_head(t, flat), cfg.final_softcap)
     batch = t.op("Shape", [input_ids], start=0, end=1)
     shape = t.op("Concat", [batch, t.constant("n_vocab", [-1, cfg.vocab_size])], axis=0)
     return t.op("Reshape", [logits2d, shape], output_names=["logits"])
 
 
-def build_decoder(cfg: GemmaConfig, pack: Fp32Packing, tensor: TensorFn, tape: Tape,
+def build_decoder(cfg: GemmaConfig, pack: Packing, tensor: TensorFn, tape: Tape,
                   progress: Callable[[], None] = lambda: None) -> onnx.ModelProto:
     """Build the whole decoder; `tensor(name)` yields float32 weights one at a time."""
     t = tape
-    embedded = pack.embed(t, "input_ids", "embed", tensor("embed"))
+    embedded = pack.embed(t, "input_ids")
     x = t.op("Mul", [embedded, t.constant("embed_scale", np.float32(cfg.embed_scale))])
     ropes: dict[tuple[float, float], tuple[str, str]] = {}
     for i in range(cfg.num_layers):

@@ -19,6 +19,7 @@ from gemma_nb.config import GemmaConfig
 
 from .errors import (
     CorruptWeightsError,
+    ExportError,
     MissingTokenizerError,
     MissingWeightsError,
     UnsupportedTensorTypeError,
@@ -105,6 +106,12 @@ class HFSource:
 
     def source_name(self, ours: str) -> str:
         return source_name(ours, HF_NAMES)
+
+    def raw_tensor(self, ours: str) -> tuple:
+        raise ExportError(
+            "--dtype gguf re-encodes GGUF blocks, and a Hugging Face folder has none: "
+            "choose fp32, fp16, int8 or int4"
+        )
 
     def tensor(self, ours: str) -> np.ndarray:
         """Float32 values, [out, in]; norms as the multiplier 1 + w (HF stores w)."""

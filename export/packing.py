@@ -1,44 +1,147 @@
-"""How weight matrices become ONNX initializers and the ops that read them.
+"""How weight matrices become ONNX initializers and the ops that read them (`--dtype`).
 
-A packing is chosen per export (`--dtype`); the graph builder only calls `linear`, `embed` and
-`tied_head`, so a quantized packing is a drop-in replacement.
+The graph builder calls only `linear`, `embed` and `tied_head`; each packing fetches its own
+weights from the source, so one that re-encodes GGUF blocks can read them raw.
+
+| dtype | projections | embedding / lm_head (one shared table) |
+|---|---|---|
+| fp32 | MatMul | Gather / Gemm(transB) |
+| fp16 | fp16 weights, Cast to fp32, MatMul | same, from an fp16 table |
+| int4, int8 | MatMulNBits (block-wise, accuracy_level) | GatherBlockQuantized / MatMulNBits |
+| gguf | MatMulNBits re-encoding each GGUF block exactly where possible | same |
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from gguf import GGMLQuantizationType
 
 from .errors import ExportError
+from .quant import PackedWeight, QuantizationError, quantize_symmetric, reencode_gguf
+from .sources import WeightsSource
 from .tape import Tape
 
-__all__ = ["Fp32Packing", "packing_for"]
+__all__ = ["Packing", "packing_for", "DTYPES", "DEFAULT_BLOCK_SIZE", "DEFAULT_ACCURACY_LEVEL"]
+
+MS = "com.microsoft"
+DTYPES = ("fp32", "fp16", "int8", "int4", "gguf")
+DEFAULT_BLOCK_SIZE = 32
+# 4: int8 activations, the fast CPU path (level 0 is exact fp32 arithmetic, far slower for int8).
+DEFAULT_ACCURACY_LEVEL = 4
+
+TensorFn = Callable[[str], np.ndarray]
+_FLOAT_TYPES = frozenset({GGMLQuantizationType.F32, GGMLQuantizationType.F16,
+                          GGMLQuantizationType.BF16})
 
 
-class Fp32Packing:
-    """Float32 weights: `MatMul` for projections, one shared table for embedding and lm_head."""
+class Packing:
+    """Float weights (fp32, or fp16 on disk cast back to fp32 for CPU activations)."""
 
-    dtype = "fp32"
+    def __init__(self, tensor: TensorFn, dtype: str = "fp32"):
+        self.tensor = tensor
+        self.dtype = dtype
+        self._storage = np.float16 if dtype == "fp16" else np.float32
+        self._table = ""
 
-    def __init__(self) -> None:
-        self._tables: dict[str, str] = {}
+    def _float_weight(self, tape: Tape, name: str, values: np.ndarray) -> str:
+        stored = tape.weight(name, values.astype(self._storage))
+        return stored if self._storage == np.float32 else tape.op("Cast", [stored], to=1)
 
-    def linear(self, tape: Tape, x: str, name: str, weight: np.ndarray) -> str:
+    def linear(self, tape: Tape, x: str, name: str) -> str:
         """y = x @ W^T for W stored [out, in]; kept transposed so MatMul reads rows."""
-        return tape.op("MatMul", [x, tape.weight(name, weight.T)], name=name)
+        return tape.op("MatMul", [x, self._float_weight(tape, name, self.tensor(name).T)],
+                       name=name)
 
-    def embed(self, tape: Tape, ids: str, name: str, table: np.ndarray) -> str:
-        self._tables[name] = tape.weight(name, table)
-        return tape.op("Gather", [self._tables[name], ids], name="embed")
+    def embed(self, tape: Tape, ids: str) -> str:
+        self._table = self._float_weight(tape, "embed", self.tensor("embed"))
+        return tape.op("Gather", [self._table, ids], name="embed")
 
-    def tied_head(self, tape: Tape, hidden2d: str, name: str) -> str:
+    def tied_head(self, tape: Tape, hidden2d: str) -> str:
         """logits = h @ E^T on the embedding's own table (Gemm transB: no transposed copy)."""
-        return tape.op("Gemm", [hidden2d, self._tables[name]], transB=1, name="lm_head")
+        return tape.op("Gemm", [hidden2d, self._table], transB=1, name="lm_head")
 
 
-_PACKINGS = {"fp32": Fp32Packing}
+class NBitsPacking(Packing):
+    """Block-quantized weights for MatMulNBits; `quantize` decides the blocks per tensor."""
+
+    def __init__(self, tensor: TensorFn, dtype: str, accuracy_level: int,
+                 quantize: Callable[[str], PackedWeight | None]):
+        super().__init__(tensor, dtype)
+        self.accuracy_level = accuracy_level
+        self.quantize = quantize  # None for a tensor kept as floats
+        self._packed: tuple[PackedWeight, list[str]] | None = None
+
+    def _initializers(self, tape: Tape, name: str, p: PackedWeight) -> list[str]:
+        names = [tape.weight(f"{name}.q", p.B), tape.weight(f"{name}.scales", p.scales)]
+        if p.zero_points is not None:
+            names.append(tape.weight(f"{name}.zero_points", p.zero_points))
+        return names
+
+    def _matmul(self, tape: Tape, x: str, name: str, p: PackedWeight, inputs: list[str]) -> str:
+        return tape.op("MatMulNBits", [x, *inputs], domain=MS, name=name, K=p.K, N=p.N,
+                       bits=p.bits, block_size=p.block_size,
+                       accuracy_level=self.accuracy_level)
+
+    def linear(self, tape: Tape, x: str, name: str) -> str:
+        p = self.quantize(name)
+        if p is None:
+            return super().linear(tape, x, name)
+        return self._matmul(tape, x, name, p, self._initializers(tape, name, p))
+
+    def embed(self, tape: Tape, ids: str) -> str:
+        """GatherBlockQuantized over the same bytes MatMulNBits reads for the lm_head."""
+        p = self.quantize("embed")
+        if p is None:
+            return super().embed(tape, ids)
+        inputs = self._initializers(tape, "embed", p)
+        self._packed = (p, inputs)
+        blocks = p.K // p.block_size
+        data = tape.alias("embed.rows", inputs[0], (p.N, p.K * p.bits // 8))
+        scales = tape.alias("embed.row_scales", inputs[1], (p.N, blocks))
+        gather_inputs = [data, ids, scales]
+        if p.zero_points is not None:
+            gather_inputs.append(tape.alias("embed.row_zero_points", inputs[2],
+                                            (p.N, -(-blocks * p.bits // 8))))
+        return tape.op("GatherBlockQuantized", gather_inputs, domain=MS, name="embed",
+                       gather_axis=0, quantize_axis=1, block_size=p.block_size, bits=p.bits)
+
+    def tied_head(self, tape: Tape, hidden2d: str) -> str:
+        if self._packed is None:  # a float table (GGUF stored it as F16/F32)
+            return super().tied_head(tape, hidden2d)
+        p, inputs = self._packed
+        return self._matmul(tape, hidden2d, "lm_head", p, inputs)
 
 
-def packing_for(dtype: str) -> Fp32Packing:
-    if dtype not in _PACKINGS:
-        raise ExportError(f"unknown dtype {dtype!r}; choose one of {', '.join(_PACKINGS)}")
-    return _PACKINGS[dtype]()
+def packing_for(dtype: str, source: WeightsSource, *, block_size: int = DEFAULT_BLOCK_SIZE,
+                accuracy_level: int = DEFAULT_ACCURACY_LEVEL) -> Packing:
+    """The packing for `--dtype`; checks its options before any work starts."""
+    tensor = source.tensor
+    if dtype not in DTYPES:
+        raise ExportError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if not 0 <= accuracy_level <= 4:
+        raise QuantizationError(f"accuracy level must be 0..4, got {accuracy_level}")
+    if dtype in ("fp32", "fp16"):
+        return Packing(tensor, dtype)
+    if dtype == "gguf":
+        source.raw_tensor("embed")  # raises at once for a source without GGUF blocks
+        return NBitsPacking(tensor, dtype, accuracy_level,
+                            lambda name: _gguf_blocks(*source.raw_tensor(name)))
+    bits = 4 if dtype == "int4" else 8
+    quantize_symmetric(np.zeros((1, block_size), np.float32), bits, block_size)  # validates
+
+    def quantize(name: str) -> PackedWeight:
+        # The tied embedding is also the lm_head, whose errors reach every logit directly:
+        # like llama.cpp's Q4_K_M (token_embd in Q6_K/Q8_0), int4 keeps it at 8 bits.
+        return quantize_symmetric(tensor(name), 8 if name == "embed" else bits, block_size)
+
+    return NBitsPacking(tensor, dtype, accuracy_level, quantize)
+
+
+def _gguf_blocks(qtype: GGMLQuantizationType, data: np.ndarray) -> PackedWeight | None:
+    """The MatMulNBits form of a GGUF block type (exact where one exists); None for floats."""
+    if qtype in _FLOAT_TYPES:
+        return None  # kept as floats: nothing to gain from blocks the file never had
+    packed, _exact = reencode_gguf(qtype, data)
+    return packed

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from gguf import GGMLQuantizationType
 
 from gemma_nb.config import GemmaConfig
 
@@ -32,6 +33,8 @@ class WeightsSource(Protocol):
     def source_name(self, ours: str) -> str: ...
 
     def tensor(self, ours: str) -> np.ndarray: ...
+
+    def raw_tensor(self, ours: str) -> tuple[GGMLQuantizationType, np.ndarray]: ...
 
 
 def open_source(path: str | Path) -> WeightsSource:

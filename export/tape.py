@@ -68,6 +68,19 @@ class Tape:
         self.initializers.append(tensor)
         return name
 
+    def alias(self, name: str, of: str, shape: tuple[int, ...]) -> str:
+        """A second initializer over the same bytes of the data file, with another shape.
+
+        Used for the tied embedding: GatherBlockQuantized wants [rows, bytes] where MatMulNBits
+        wants [rows, blocks, bytes per block]; one copy on disk serves both.
+        """
+        source = next(t for t in self.initializers if t.name == of)
+        tensor = TensorProto(name=self.fresh(name), dims=shape, data_type=source.data_type)
+        tensor.data_location = TensorProto.EXTERNAL
+        tensor.external_data.extend(source.external_data)
+        self.initializers.append(tensor)
+        return tensor.name
+
     def constant(self, name: str, array: np.ndarray | int | float | list) -> str:
         """A small initializer kept inside the .onnx file (shapes, scalars)."""
         name = self.fresh(name)

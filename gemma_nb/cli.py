@@ -11,7 +11,7 @@ from .errors import GemmaError
 
 __all__ = ["main"]
 
-EXPORT_DTYPES = ("fp32",)
+EXPORT_DTYPES = ("fp32", "fp16", "int8", "int4", "gguf")  # gemma_export.packing.DTYPES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -23,7 +23,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export GGUF / .llamafile / HF weights to a model folder")
     p.add_argument("source", help="a .gguf, a .llamafile, a Hugging Face folder, or 'default'")
     p.add_argument("-o", "--output", required=True, help="the model folder to write")
-    p.add_argument("--dtype", choices=EXPORT_DTYPES, default="fp32")
+    p.add_argument("--dtype", choices=EXPORT_DTYPES, default="fp32",
+                   help="fp32 (default), fp16, int8/int4 (MatMulNBits), or gguf (re-encode the "
+                        "GGUF blocks, exactly where ONNX Runtime can hold them)")
+    p.add_argument("--block-size", type=int, default=32,
+                   help="int8/int4 quantization block: a power of two in 16..256 (default 32)")
+    p.add_argument("--accuracy-level", type=int, default=4,
+                   help="MatMulNBits accuracy level: 4 = int8 activations, fast (default); "
+                        "0 = fp32 arithmetic, precise and slow")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
 
     p = sub.add_parser("generate", help="complete a prompt (streams to stdout)")
@@ -67,7 +74,8 @@ def _export(args: argparse.Namespace) -> None:
     except ImportError:
         raise GemmaError("exporting needs the exporter: pip install 'gemma-nb[export]'") from None
     source = default_model_source() if args.source == DEFAULT_MODEL else args.source
-    out = export(source, args.output, dtype=args.dtype, overwrite=args.force)
+    out = export(source, args.output, dtype=args.dtype, block_size=args.block_size,
+                 accuracy_level=args.accuracy_level, overwrite=args.force)
     print(out)
 
 
