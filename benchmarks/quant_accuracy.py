@@ -7,7 +7,8 @@ int8 and int4, the last three at MatMulNBits accuracy levels 0 and 4, then measu
 - perplexity on tests/data/perplexity.txt (788 tokens, longer than the 512 window);
 - top-1 agreement with fp32 at every position of that text;
 - greedy agreement with fp32: matching tokens before the first divergence, 3 prompts x 32 tokens;
-- folder size, and peak RSS of a fresh process that loads the model and scores one sentence.
+- folder size, and the peak RSS and decode speed of a fresh process that loads the model and
+  generates 33 tokens (speed is indicative only: docs/benchmarks.md has the careful figures).
 """
 
 from __future__ import annotations
@@ -31,11 +32,14 @@ PROMPTS = ["The capital of France is", "def fibonacci(n):\n",
 NEW_TOKENS = 32
 VARIANTS = [("fp32", None), ("gguf", 0), ("gguf", 4), ("int8", 0), ("int8", 4), ("int4", 0),
             ("int4", 4)]
-_RSS_PROBE = """
-import resource, sys, gemma_nb
+# A fresh process: its peak RSS (VmHWM, which starts anew at exec, unlike ru_maxrss) after a
+# load and one generation, and that generation's decode speed.
+_PROBE = """
+import re, sys, gemma_nb
 m = gemma_nb.load(sys.argv[1])
-m.logits(m.tokenizer.encode("Measuring the memory of a loaded model."))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+r = m.generate("Measuring the memory of a loaded model", max_new_tokens=33)
+peak = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
+print(int(peak) * 1024, r.timings.decode_tokens_per_s)
 """
 
 
@@ -62,9 +66,9 @@ def measure(folder: Path, reference: dict | None) -> dict:
            "greedy": [greedy(model, p) for p in PROMPTS],
            "size_mb": sum(f.stat().st_size for f in folder.iterdir()) / 2**20}
     del model, logits
-    rss = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(folder)], capture_output=True,
-                         text=True, check=True)
-    row["rss_mb"] = int(rss.stdout.split()[-1]) / 2**20
+    probe = subprocess.run([sys.executable, "-c", _PROBE, str(folder)], capture_output=True,
+                           text=True, check=True).stdout.split()
+    row["rss_mb"], row["decode_tok_s"] = int(probe[-2]) / 2**20, float(probe[-1])
     if reference is not None:
         row["top1"] = float((row["argmax"] == reference["argmax"]).mean())
         row["greedy_agree"] = [agreed_prefix(a, b) for a, b in
@@ -88,7 +92,8 @@ def table(rows: dict[str, dict]) -> str:
     line("prompts with identical greedy text",
          lambda r: str(sum(a == NEW_TOKENS for a in r.get("greedy_agree", [NEW_TOKENS] * 3))))
     line("folder size (MiB)", lambda r: f"{r['size_mb']:.0f}")
-    line("load + first forward, peak RSS (MiB)", lambda r: f"{r['rss_mb']:.0f}")
+    line("peak RSS, load + 33 tokens (MiB)", lambda r: f"{r['rss_mb']:.0f}")
+    line("decode tok/s (2 threads, indicative)", lambda r: f"{r['decode_tok_s']:.1f}")
     return "\n".join(lines) + "\n"
 
 

@@ -301,7 +301,7 @@ def make_tiny_gemma3(
 
 # --------------------------------------------------------------------------------------------- GGUF
 
-_TENSOR_TYPES = ("F32", "F16", "BF16", "Q8_0")
+_TENSOR_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q5_0")
 
 
 def _load_hf_tensors(hf_dir: Path) -> dict[str, np.ndarray]:
@@ -377,6 +377,8 @@ def hf_to_gguf(hf_dir: Path, gguf_path: Path, *, tensor_type: str = "F32") -> Pa
         "F16": gguf.LlamaFileType.MOSTLY_F16,
         "BF16": gguf.LlamaFileType.MOSTLY_BF16,
         "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        "Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+        "Q5_0": gguf.LlamaFileType.MOSTLY_Q5_0,
     }[tensor_type]
 
     w = gguf.GGUFWriter(gguf_path, gguf.MODEL_ARCH_NAMES[arch])
