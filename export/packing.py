@@ -46,7 +46,7 @@ class Packing:
         self._table = ""
 
     def _float_weight(self, tape: Tape, name: str, values: np.ndarray) -> str:
-        stored = tape.weight(name, values.astype(self._storage))
+        stored = tape.weight(name, values.astype(self._storage, copy=False))
         return stored if self._storage == np.float32 else tape.op("Cast", [stored], to=1)
 
     def linear(self, tape: Tape, x: str, name: str) -> str:

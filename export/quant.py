@@ -159,6 +159,9 @@ def _quantize(w: np.ndarray, bits: int, block_size: int,
     return _packed(q.astype(np.uint8).reshape(n, k), best_scale[..., 0], bits, block_size)
 
 
+_CHUNK_VALUES = 1 << 22  # values quantized per pass (the search keeps ~4 float copies of them)
+
+
 def _search_divisors(bits: int) -> tuple[float, ...]:
     half = 1 << (bits - 1)
     return (half - 1, -(half - 0.5), -half, -(half + 0.25), -(half + 0.5))
@@ -172,7 +175,14 @@ def quantize_symmetric(w: np.ndarray, bits: int, block_size: int) -> PackedWeigh
     """
     w = np.asarray(w)
     _check(w.shape, bits, block_size)
-    return _quantize(w, bits, block_size, _search_divisors(bits))
+    n, k = w.shape
+    rows = max(1, _CHUNK_VALUES // k)  # bounded temporaries: a 256000-row embedding stays cheap
+    parts = [_quantize(w[i : i + rows], bits, block_size, _search_divisors(bits))
+             for i in range(0, n, rows)]
+    if len(parts) == 1:
+        return parts[0]
+    return PackedWeight(bits, block_size, np.concatenate([p.B for p in parts]),
+                        np.concatenate([p.scales for p in parts]), None, n, k)
 
 
 # ---------------------------------------------------------------- GGUF blocks -> blocks

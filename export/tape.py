@@ -58,7 +58,7 @@ class Tape:
         pad = -offset % _ALIGNMENT
         self._data.write(b"\0" * pad)
         offset += pad
-        self._data.write(array.tobytes())
+        self._data.write(memoryview(array).cast("B"))  # no copy of a large tensor
         tensor = TensorProto(name=name, dims=array.shape,
                              data_type=helper.np_dtype_to_tensor_dtype(array.dtype))
         tensor.data_location = TensorProto.EXTERNAL

@@ -1,4 +1,4 @@
-"""The `gemma-nb` command: export, generate, info. Errors become one line, never a traceback."""
+"""The `gemma-nb` command: export, generate, info, bench, setup. Errors become one line, never a traceback."""
 
 from __future__ import annotations
 
@@ -47,6 +47,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a model folder")
     _model_argument(p)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("bench", help="measure prefill/decode speed, first-token time, load, RSS")
+    _model_argument(p)
+    p.add_argument("--prompt-tokens", default="128,512",
+                   help="comma-separated prompt lengths (default 128,512)")
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--repeat", type=int, default=3, help="measured runs after one warm-up")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub.add_parser("setup", help="prepare the default model (Gemma 3 270M) in the cache")
     return parser
@@ -118,13 +126,29 @@ def _info(args: argparse.Namespace) -> None:
     print(f"exporter:      {exporter.get('name')} {exporter.get('version')}")
 
 
+def _bench(args: argparse.Namespace) -> None:
+    from .bench import format_bench, run_bench
+    from .models import resolve_model
+
+    try:
+        lengths = [int(n) for n in args.prompt_tokens.split(",")]
+    except ValueError:
+        raise GemmaError(f"--prompt-tokens takes numbers like 128,512, not {args.prompt_tokens!r}")
+    if min(lengths) < 1 or args.new_tokens < 1 or args.repeat < 1:
+        raise GemmaError("--prompt-tokens, --new-tokens and --repeat must be positive")
+    report = run_bench(resolve_model(args.model), lengths, args.new_tokens, args.repeat,
+                       args.threads, args.provider)
+    print(json.dumps(report) if args.json else format_bench(report))
+
+
 def _setup(args: argparse.Namespace) -> None:
     from .models import DEFAULT_MODEL, resolve_model
 
     print(resolve_model(DEFAULT_MODEL))
 
 
-_COMMANDS = {"export": _export, "generate": _generate, "info": _info, "setup": _setup}
+_COMMANDS = {"export": _export, "generate": _generate, "info": _info, "bench": _bench,
+             "setup": _setup}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

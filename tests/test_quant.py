@@ -277,3 +277,12 @@ def test_int4_quantization_of_a_large_matrix_is_fast():
     start = time.perf_counter()
     quantize_symmetric(w, 4, 32)
     print(f"quantize_symmetric int4 2304x9216: {time.perf_counter() - start:.2f} s")
+
+
+def test_large_tensors_are_quantized_in_row_chunks_with_the_same_result():
+    """Chunking bounds export memory (a 256000-row embedding); it must not change a bit."""
+    w = np.random.default_rng(11).standard_normal((2100, 4096)).astype(np.float32)  # 2+ chunks
+    whole = quantize_symmetric(w, 4, 32)
+    rows = [quantize_symmetric(w[i : i + 700], 4, 32) for i in range(0, 2100, 700)]
+    assert np.array_equal(whole.B, np.concatenate([p.B for p in rows]))
+    assert np.array_equal(whole.scales, np.concatenate([p.scales for p in rows]))
