@@ -24,7 +24,7 @@ class KVCache:
             for i in range(cfg.num_layers)
             for kind in ("key", "value")
         }
-        self.length = 0  # tokens already cached (per row; rows share one length)
+        self.lengths = np.zeros(batch, np.int32)  # tokens cached in each row
 
     def bind(self, binding: ort.IOBinding) -> None:
         for name, value in self.buffers.items():

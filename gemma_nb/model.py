@@ -8,7 +8,7 @@ so streaming is plain iteration.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,8 @@ from .folder import GRAPH_FILE, TOKENIZER_FILE, read_model_info
 from .kv_cache import KVCache
 from .sampling import SamplingSettings, sample
 from .session import create_session
-from .stops import StopFilter
-from .tokenizer import IncrementalDecoder, Tokenizer
+from .assembler import TextAssembler
+from .tokenizer import Tokenizer
 
 __all__ = ["Model", "Generation", "Stream", "Timings", "load"]
 
@@ -53,6 +53,7 @@ class Generation:
     token_ids: list[int]
     finish_reason: str  # "stop" (end of turn, EOS or a stop string) or "length"
     timings: Timings = field(default_factory=Timings)
+    logprobs: list[float] = field(default_factory=list)  # of each token in token_ids
 
     def __str__(self) -> str:
         return self.text
@@ -102,18 +103,24 @@ class Model:
 
     # ---- the graph ------------------------------------------------------------------------
 
-    def _forward(self, cache: KVCache, ids: np.ndarray, logits_index: np.ndarray) -> np.ndarray:
-        """Run `ids` [batch, seq] after what `cache` holds; logits [batch, n, vocab]."""
-        total = cache.length + ids.shape[1]
+    def _forward(self, cache: KVCache, ids: np.ndarray, logits_index: np.ndarray,
+                 lengths: np.ndarray | None = None) -> np.ndarray:
+        """Run `ids` [batch, seq] after what `cache` holds; logits [batch, n, vocab].
+
+        `lengths`: each row's total length after this step, for right-padded batches (rows
+        shorter than `seq` are padding at the end); by default every row grows by `seq`.
+        """
+        if lengths is None:
+            lengths = cache.lengths + ids.shape[1]
         binding = self.session.io_binding()
         binding.bind_cpu_input("input_ids", ids)
-        binding.bind_cpu_input("seqlens_k", np.full(ids.shape[0], total - 1, np.int32))
-        binding.bind_cpu_input("total_sequence_length", np.array(total, np.int32))
+        binding.bind_cpu_input("seqlens_k", (lengths - 1).astype(np.int32))
+        binding.bind_cpu_input("total_sequence_length", np.array(lengths.max(), np.int32))
         binding.bind_cpu_input("logits_index", logits_index)
         binding.bind_output("logits")
         cache.bind(binding)
         self.session.run_with_iobinding(binding)
-        cache.length = total
+        cache.lengths = lengths.astype(np.int32)
         return binding.get_outputs()[0].numpy()
 
     def _check_fits(self, n_tokens: int) -> None:
@@ -141,7 +148,7 @@ class Model:
     # ---- generation -----------------------------------------------------------------------
 
     def _tokens(self, prompt_ids: list[int], max_new_tokens: int, settings: SamplingSettings,
-                seed: int | None, timings: Timings) -> Iterator[int]:
+                seed: int | None, result: Generation) -> Iterator[int]:
         """Generated token ids, stopping at EOS/<end_of_turn>, max_new_tokens or the context."""
         self._check_fits(len(prompt_ids))
         budget = min(max_new_tokens, self.config.context_length - len(prompt_ids))
@@ -149,6 +156,7 @@ class Model:
             return
         rng = np.random.default_rng(seed)
         cache = KVCache(self.config, capacity=len(prompt_ids) + budget)
+        timings = result.timings
         start = time.perf_counter()
         logits = self.prefill(cache, prompt_ids)
         timings.prompt_tokens = len(prompt_ids)
@@ -163,7 +171,9 @@ class Model:
                 timings.decode_s = now - decode_start
             timings.generated_tokens += 1
             if token in self.stop_ids:
+                result.finish_reason = "stop"
                 return
+            result.logprobs.append(log_prob(logits, token))
             yield token
             if step + 1 < budget:
                 logits = self.decode_one(cache, token)
@@ -176,25 +186,21 @@ class Model:
              result: Generation) -> Iterator[str]:
         """Text pieces as they are produced; fills `result` as it goes."""
         settings = SamplingSettings(temperature, top_k, top_p)
-        decoder = IncrementalDecoder(self.tokenizer)
-        stops = StopFilter(list(stop or ()))
+        text = TextAssembler(self.tokenizer, list(stop or ()))
         for token in self._tokens(self._prompt_ids(prompt), max_new_tokens, settings, seed,
-                                  result.timings):
+                                  result):
             result.token_ids.append(token)
-            piece = stops.push(decoder.push(token))
-            result.text += piece
+            piece = text.push(token)
+            result.text = text.text
             if piece:
                 yield piece
-            if stops.stopped:
-                break
-        if not stops.stopped:  # release text held back for a split character or stop string
-            tail = stops.push(decoder.flush())
-            tail += "" if stops.stopped else stops.flush()
-            result.text += tail
-            if tail:
-                yield tail
-        stopped_by_token = len(result.token_ids) < result.timings.generated_tokens
-        result.finish_reason = "stop" if stops.stopped or stopped_by_token else "length"
+            if text.stopped:
+                result.finish_reason = "stop"
+                return
+        tail = text.finish()
+        result.text = text.text
+        if tail:
+            yield tail
 
     def stream(self, prompt: str | Sequence[int], max_new_tokens: int = 256,
                temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
@@ -217,3 +223,103 @@ class Model:
     def chat(self, messages: Sequence[dict[str, str]], **kwargs: Any) -> Generation:
         """Answer OpenAI-style messages ({"role": ..., "content": ...}) in Gemma's chat format."""
         return self.generate(format_chat(list(messages)), **kwargs)
+
+    # ---- batches ----------------------------------------------------------------------------
+
+    def generate_batch(self, prompts: Sequence[str | Sequence[int]], max_new_tokens: int = 256,
+                       temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+                       seed: int | None = None, stop: Sequence[str] | None = None
+                       ) -> list[Generation]:
+        """Generate for several prompts in one batch: rows right-padded, one session run per
+        step for all rows. Each row samples with its own generator seeded by `seed`, so a
+        row's tokens are those of `generate` on that prompt alone."""
+        settings = SamplingSettings(temperature, top_k, top_p)
+        ids = [self._prompt_ids(p) for p in prompts]
+        for row in ids:
+            self._check_fits(len(row))
+        lengths = np.array([len(row) for row in ids], np.int32)
+        budget = min(max_new_tokens, self.config.context_length - int(lengths.max()))
+        results = [Generation("", [], "length") for _ in ids]
+        if budget <= 0 or not ids:
+            return results
+        rngs = [np.random.default_rng(seed) for _ in ids]
+        texts = [TextAssembler(self.tokenizer, list(stop or ())) for _ in ids]
+        cache = KVCache(self.config, capacity=int(lengths.max()) + budget, batch=len(ids))
+        start = time.perf_counter()
+        padded = np.full((len(ids), int(lengths.max())), self.tokenizer.pad_id or 0, np.int64)
+        for r, row in enumerate(ids):
+            padded[r, : len(row)] = row
+        last = np.unique(lengths - 1)  # logits only where some row's prompt ends
+        logits = self._forward(cache, padded, last.astype(np.int64), lengths)
+        rows = logits[np.arange(len(ids)), np.searchsorted(last, lengths - 1)]
+        prefill_s = time.perf_counter() - start
+        active = np.ones(len(ids), bool)
+        for step in range(budget):
+            tokens = np.zeros(len(ids), np.int64)
+            for r in np.flatnonzero(active):
+                token = sample(rows[r], settings, rngs[r])
+                results[r].timings.generated_tokens += 1
+                if token in self.stop_ids:
+                    results[r].finish_reason, active[r] = "stop", False
+                    continue
+                results[r].token_ids.append(token)
+                results[r].logprobs.append(log_prob(rows[r], token))
+                texts[r].push(token)
+                if texts[r].stopped:
+                    results[r].finish_reason, active[r] = "stop", False
+                tokens[r] = token
+            if not active.any() or step + 1 == budget:
+                break
+            rows = self._forward(cache, tokens[:, None], np.zeros(1, np.int64))[:, 0]
+        elapsed = time.perf_counter() - start
+        for result, text, n in zip(results, texts, lengths):
+            text.finish()
+            result.text = text.text
+            t = result.timings
+            t.load_s, t.prompt_tokens, t.prefill_s = self.load_s, int(n), prefill_s
+            t.decode_s, t.time_to_first_token_s = elapsed - prefill_s, prefill_s
+        return results
+
+    def map(self, items: Iterable[Any], template: str = "{item}", batch_size: int = 8,
+            chat: bool = True, progress: bool = True, **sampling: Any) -> Any:
+        """Run `template` (with `{item}` replaced by each item) over a list or pandas Series.
+
+        Returns the answers' texts, as a list or as a Series with the input's index. Prompts
+        are batched `batch_size` at a time (`generate_batch`); greedy by default.
+        """
+        values = list(items)
+        prompts = [template.replace("{item}", str(v)) for v in values]
+        if chat:
+            prompts = [format_chat([{"role": "user", "content": p}]) for p in prompts]
+        answers: list[str] = []
+        bar = _progress_bar(len(prompts), progress)
+        for i in range(0, len(prompts), batch_size):
+            batch = self.generate_batch(prompts[i : i + batch_size], **sampling)
+            answers += [g.text for g in batch]
+            bar.update(len(batch))
+        bar.close()
+        if hasattr(items, "index") and hasattr(items, "to_numpy"):  # a pandas Series
+            return type(items)(answers, index=items.index, name=getattr(items, "name", None))
+        return answers
+
+
+def log_prob(logits: np.ndarray, token: int) -> float:
+    """log softmax(logits)[token], the model's own probability (temperature 1)."""
+    top = float(logits.max())
+    return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional at run time
+        return _NoBar()
+    return tqdm(total=total, desc="gemma map", unit="prompt")
