@@ -97,10 +97,10 @@ def write(path: Path, qtype: GGMLQuantizationType, seed: int = 0) -> Path:
     for name, shape, kind in plan:
         tq = qtype if kind == "matrix" else GGMLQuantizationType.F32
         dtype = {GGMLQuantizationType.F32: np.float32, GGMLQuantizationType.F16: np.float16}
-        nbytes = (int(np.prod(shape)) * np.dtype(dtype[tq]).itemsize if tq in dtype
-                  else int(np.prod(quant_shape_to_byte_shape(shape, tq))))
-        writer.add_tensor_info(name, shape, np.dtype(dtype.get(tq, np.uint8)), nbytes,
-                               raw_dtype=tq)
+        stored = shape if tq in dtype else quant_shape_to_byte_shape(shape, tq)  # bytes per row
+        itemsize = np.dtype(dtype.get(tq, np.uint8)).itemsize
+        writer.add_tensor_info(name, stored, np.dtype(dtype.get(tq, np.uint8)),
+                               int(np.prod(stored)) * itemsize, raw_dtype=tq)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()

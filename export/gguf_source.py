@@ -42,6 +42,7 @@ class _RangeReader(GGUFReader):
 
     def __init__(self, path: Path, offset: int, length: int):
         self._range = (offset, length)
+        self.member_offset = offset
         super().__init__(path)
 
     @property
@@ -84,8 +85,10 @@ class GGUFSource:
         try:
             if zipfile.is_zipfile(self.path):
                 self.reader: GGUFReader = _RangeReader(self.path, *_llamafile_member(self.path))
+                self._file_offset = self.reader.member_offset
             else:
                 self.reader = GGUFReader(self.path)
+                self._file_offset = 0
         except (ValueError, IndexError, OverflowError, TypeError) as exc:
             raise CorruptWeightsError(
                 f"{self.path} is not a readable GGUF file (truncated or corrupt): {exc}"
@@ -128,12 +131,19 @@ class GGUFSource:
         return source_name(ours, GGUF_NAMES)
 
     def raw_tensor(self, ours: str) -> tuple[Q, np.ndarray]:
-        """The stored type and bytes (or values) of a tensor, for exact re-encodings."""
+        """The stored type and bytes (or values) of a tensor, for exact re-encodings.
+
+        Read with one positioned read, not through the memory map: mapped pages that were read
+        stay in the process's resident set, and a multi-GB file would count whole against the
+        export's peak memory.
+        """
         name = self.source_name(ours)
         if name not in self._tensors:
             raise MissingWeightsError(f"{self.path} lacks tensor {name}")
         t = self._tensors[name]
-        return t.tensor_type, t.data
+        values = np.fromfile(self.path, dtype=t.data.dtype, count=t.data.size,
+                             offset=self._file_offset + t.data_offset)
+        return t.tensor_type, values.reshape(t.data.shape)
 
     def tensor(self, ours: str) -> np.ndarray:
         """Float32 values, HF orientation ([out, in]); norms as the multiplier 1 + w."""
