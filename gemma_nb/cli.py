@@ -1,9 +1,13 @@
-"""The `gemma-nb` command: export, generate, info, bench, setup. Errors become one line, never a traceback."""
+"""The `gemma-nb` command: export, generate, chat, serve, info, bench, setup.
+
+Errors become one line, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -33,16 +37,29 @@ def _parser() -> argparse.ArgumentParser:
                         "0 = fp32 arithmetic, precise and slow")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
 
-    p = sub.add_parser("generate", help="complete a prompt (streams to stdout)")
+    p = sub.add_parser("generate", help="answer a prompt once (streams to stdout)")
     _model_argument(p)
     p.add_argument("-p", "--prompt", required=True)
-    p.add_argument("-n", "--max-tokens", type=int, default=256)
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int)
+    _sampling_arguments(p, max_tokens=256)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt as a user chat turn")
+    p.add_argument("--raw", action="store_true",
+                   help="send the prompt as-is (default: as a user chat turn)")
+
+    p = sub.add_parser("chat", help="chat in the terminal (streaming; /help lists commands)")
+    _model_argument(p)
+    p.add_argument("-p", "--system", help="the system prompt")
+    _sampling_arguments(p, max_tokens=1024)
+
+    p = sub.add_parser("serve", help="serve an OpenAI-compatible HTTP API (needs [serve])")
+    _model_argument(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="default 8080; 0 picks a free port")
+    p.add_argument("--api-key", default=os.environ.get("GEMMA_NB_API_KEY"),
+                   help="require 'Authorization: Bearer KEY' on /v1 (default: $GEMMA_NB_API_KEY)")
+    p.add_argument("--max-concurrency", type=int, default=1,
+                   help="generations at once, each on its own copy of the model (default 1)")
+    p.add_argument("--queue", type=int, default=32,
+                   help="requests that may wait for the model; beyond, 429 (default 32)")
 
     p = sub.add_parser("info", help="describe a model folder")
     _model_argument(p)
@@ -58,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("setup", help="prepare the default model (Gemma 3 270M) in the cache")
     return parser
+
+
+def _sampling_arguments(p: argparse.ArgumentParser, max_tokens: int) -> None:
+    p.add_argument("-n", "--max-tokens", type=int, default=max_tokens)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int)
 
 
 def _model_argument(p: argparse.ArgumentParser) -> None:
@@ -91,7 +116,7 @@ def _generate(args: argparse.Namespace) -> None:
     from .chat import format_chat
 
     model = _load(args)
-    prompt = format_chat([{"role": "user", "content": args.prompt}]) if args.chat else args.prompt
+    prompt = args.prompt if args.raw else format_chat([{"role": "user", "content": args.prompt}])
     stream = model.stream(prompt, max_new_tokens=args.max_tokens, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop)
     for piece in stream:
@@ -102,6 +127,41 @@ def _generate(args: argparse.Namespace) -> None:
     print(f"[{t.prompt_tokens} prompt tokens, {t.prefill_tokens_per_s:.1f} tok/s; "
           f"{t.generated_tokens} generated, {t.decode_tokens_per_s:.1f} tok/s; "
           f"first token {t.time_to_first_token_s:.2f} s; load {t.load_s:.2f} s]", file=sys.stderr)
+
+
+def _chat(args: argparse.Namespace) -> None:
+    from .sampling import SamplingSettings
+    from .terminal_chat import run_chat
+
+    SamplingSettings(args.temperature, args.top_k, args.top_p)  # bad settings fail before loading
+    run_chat(_load(args), args.system, max_new_tokens=args.max_tokens,
+             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    try:
+        from . import server
+    except ImportError as exc:
+        raise GemmaError(f"serving needs {exc.name}: pip install 'gemma-nb[serve]'") from None
+    from . import load
+    from .models import resolve_model
+
+    if args.max_concurrency < 1 or args.queue < 0 or not 0 <= args.port <= 65535:
+        raise GemmaError(f"--max-concurrency must be at least 1 (got {args.max_concurrency}), "
+                         f"--queue at least 0 (got {args.queue}), --port in 0..65535 "
+                         f"(got {args.port})")
+    warning = server.exposure_warning(args.host, args.api_key)
+    if warning:
+        print(f"gemma-nb: warning: {warning}", file=sys.stderr)
+    sock = server.bind(args.host, args.port)  # before loading: a busy port fails at once
+    path = resolve_model(args.model)
+    models = [load(path, provider=args.provider, threads=args.threads)
+              for _ in range(args.max_concurrency)]
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    print(f"gemma-nb: serving {path.name} at http://{host}:{port}/v1 (Ctrl-C to stop)",
+          file=sys.stderr, flush=True)
+    server.serve(models, sock, path.name, args.api_key, args.queue)
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -147,8 +207,8 @@ def _setup(args: argparse.Namespace) -> None:
     print(resolve_model(DEFAULT_MODEL))
 
 
-_COMMANDS = {"export": _export, "generate": _generate, "info": _info, "bench": _bench,
-             "setup": _setup}
+_COMMANDS = {"export": _export, "generate": _generate, "chat": _chat, "serve": _serve,
+             "info": _info, "bench": _bench, "setup": _setup}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

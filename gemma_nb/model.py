@@ -8,7 +8,7 @@ so streaming is plain iteration.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,11 +63,16 @@ class Generation:
 class Stream:
     """An iterator of text pieces whose `result` is complete once iteration ends."""
 
-    pieces: Iterator[str]
+    pieces: Generator[str, None, None]
     result: Generation
 
     def __iter__(self) -> Iterator[str]:
         return self.pieces
+
+    def close(self) -> None:
+        """Stop generating now (a client left, the user pressed Stop); `result` keeps the text
+        so far."""
+        self.pieces.close()
 
 
 def load(path: str | Path, provider: str = "cpu", threads: int | None = None) -> Model:

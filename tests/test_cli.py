@@ -69,18 +69,26 @@ def test_export_writes_a_loadable_folder_and_needs_force_to_overwrite(tiny_gemma
 # ----------------------------------------------------------------------------------- generate
 
 
-def test_generate_greedy_prints_what_the_api_generates(tiny_gemma2_model):
+def test_generate_raw_greedy_prints_what_the_api_generates(tiny_gemma2_model):
     expected = tiny_gemma2_model.generate(PROMPT, max_new_tokens=8)
     assert expected.text  # the tiny model does say something
-    result = run_cli("generate", str(tiny_gemma2_model.path), "-p", PROMPT, "-n", "8")
+    result = run_cli("generate", str(tiny_gemma2_model.path), "-p", PROMPT, "-n", "8", "--raw")
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected.text + "\n"
     assert TIMINGS.fullmatch(result.stderr.strip().splitlines()[-1]), result.stderr
 
 
+def test_generate_answers_the_prompt_as_a_user_turn_by_default(tiny_gemma2_model):
+    expected = tiny_gemma2_model.chat([{"role": "user", "content": PROMPT}], max_new_tokens=8)
+    assert expected.text != tiny_gemma2_model.generate(PROMPT, max_new_tokens=8).text
+    result = run_cli("generate", str(tiny_gemma2_model.path), "-p", PROMPT, "-n", "8")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == expected.text + "\n"
+
+
 def test_generate_with_seed_and_temperature_prints_text_and_timings(tiny_gemma2_model):
     result = run_cli("generate", str(tiny_gemma2_model.path), "-p", PROMPT, "-n", "8",
-                     "--seed", "1", "--temperature", "0.8")
+                     "--seed", "1", "--temperature", "0.8", "--raw")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     last = result.stderr.strip().splitlines()[-1]
@@ -136,7 +144,8 @@ def test_info_json_has_config_and_source_sha256(tiny_gguf_folder, tiny_gemma2_gg
 # -------------------------------------------------------------------------------- arguments
 
 
-@pytest.mark.parametrize("command", [[], ["export"], ["generate"], ["info"], ["setup"]])
+@pytest.mark.parametrize("command", [[], ["export"], ["generate"], ["chat"], ["serve"],
+                                     ["info"], ["setup"]])
 def test_help_exits_zero(command):
     result = run_cli(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -151,6 +160,9 @@ def test_bad_sampling_setting_is_one_clear_line(tiny_gemma2_model, option, value
     result = run_cli("generate", str(tiny_gemma2_model.path), "-p", PROMPT, option, value)
     assert message in assert_one_clear_line(result)
     assert result.stdout == ""
+    chat = run_cli("chat", str(tiny_gemma2_model.path), option, value)
+    assert message in assert_one_clear_line(chat)
+    assert chat.stdout == ""
 
 
 def test_generate_on_a_missing_model_is_one_clear_line(tmp_path):
