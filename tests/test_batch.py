@@ -40,7 +40,7 @@ def test_logprobs_are_the_log_softmax_of_the_chosen_tokens(tiny_gemma2_model):
 
 
 def test_map_over_a_series_keeps_its_index(tiny_gemma2_model):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     series = pd.Series(["cat", "dog", "bird"], index=[10, 20, 30], name="animal")
     out = tiny_gemma2_model.map(series, "Say something about {item}", batch_size=2,
                                 max_new_tokens=6, progress=False)

@@ -16,9 +16,9 @@ import pytest
 
 import tiny_models as tm
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-gguf = pytest.importorskip("gguf")
+import gguf
+import torch
+import transformers  # noqa: F401 - the reference implementation
 
 # 21 tokens: BOS, then spread-out ids (past the window of 8, away from the special ids).
 PROMPT = [tm.BOS_ID] + [(37 * i + 11) % 370 + 10 for i in range(20)]
