@@ -195,12 +195,31 @@ def _save(model: Any, tokenizer_model: Path, out_dir: Path, shards: int) -> None
         (out_dir / "tokenizer.model").write_bytes(tokenizer_model.read_bytes())
 
 
+# What both tiny models share besides their shapes.
+_COMMON = dict(
+    rms_norm_eps=1e-6,
+    hidden_activation="gelu_pytorch_tanh",
+    tie_word_embeddings=True,
+    pad_token_id=PAD_ID,
+    eos_token_id=EOS_ID,
+    bos_token_id=BOS_ID,
+    attn_implementation="eager",
+)
+
+
+def _build(model: Any, tok: Path, out_dir: Path, shards: int, seed: int,
+           stds: dict[str, float], norms: dict[str, tuple[float, float]]) -> Path:
+    """Rescale a freshly built model's weights (seeded), then save it with its tokenizer."""
+    _fill_(model.eval(), seed, stds=stds, norms=norms)
+    _save(model, tok, out_dir, shards)
+    return out_dir
+
+
 def make_tiny_gemma2(
     out_dir: Path, *, sliding_window: int = 8, shards: int = 2, seed: int = 0,
     query_pre_attn_scalar: int = 24,
 ) -> Path:
     """Build, rescale, save a 4-layer Gemma-2: config.json, safetensors shards, tokenizer.model."""
-    import torch
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
     out_dir = Path(out_dir)
@@ -220,28 +239,17 @@ def make_tiny_gemma2(
         query_pre_attn_scalar=query_pre_attn_scalar,
         attn_logit_softcapping=50.0,
         final_logit_softcapping=30.0,
-        rms_norm_eps=1e-6,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        hidden_activation="gelu_pytorch_tanh",
-        tie_word_embeddings=True,
-        pad_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        bos_token_id=BOS_ID,
-        attn_implementation="eager",
+        **_COMMON,
     )
-    torch.manual_seed(seed)  # construction-time init; _fill_ then overwrites every weight
-    model = Gemma2ForCausalLM(config).eval()
-    _fill_(
-        model,
-        seed,
+    return _build(
+        Gemma2ForCausalLM(config), tok, out_dir, shards, seed,
         # Large q/k: scores (after the 24**-0.5 scale) run well past the attention softcap (50);
         # the final-norm mean of 3.5 takes the logits past the final softcap (30). Larger scales
         # make the model so ill-conditioned that fp32 rounding alone nears the 2e-3 tolerance.
         stds={"q_proj": 0.5, "k_proj": 0.5, **_STDS},
         norms=_NORMS,
     )
-    _save(model, tok, out_dir, shards)
-    return out_dir
 
 
 def make_tiny_gemma3(
@@ -249,7 +257,6 @@ def make_tiny_gemma3(
     query_pre_attn_scalar: int = 32,
 ) -> Path:
     """Build, rescale and save a 7-layer Gemma-3 text model (layer 5 global, the rest local)."""
-    import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     out_dir = Path(out_dir)
@@ -277,26 +284,15 @@ def make_tiny_gemma3(
         query_pre_attn_scalar=query_pre_attn_scalar,  # 32 != head_dim (16); GGUF: pass 16
         attn_logit_softcapping=None,
         final_logit_softcapping=None,
-        rms_norm_eps=1e-6,
-        hidden_activation="gelu_pytorch_tanh",
-        tie_word_embeddings=True,
-        pad_token_id=PAD_ID,
-        eos_token_id=EOS_ID,
-        bos_token_id=BOS_ID,
-        attn_implementation="eager",
+        **_COMMON,
     )
-    torch.manual_seed(seed)  # construction-time init; _fill_ then overwrites every weight
-    model = Gemma3ForCausalLM(config).eval()
-    _fill_(
-        model,
-        seed,
+    return _build(
+        Gemma3ForCausalLM(config), tok, out_dir, shards, seed,
         # QK-norm fixes |q|, |k| near |1 + w| whatever q_proj/k_proj do: a q/k-norm mean of 2
         # makes attention sharp rather than uniform (and a missing "+1" obvious).
         stds={"q_proj": 0.15, "k_proj": 0.15, **_STDS},
         norms={"q_norm": (2.0, 0.5), "k_norm": (2.0, 0.5), **_NORMS},
     )
-    _save(model, tok, out_dir, shards)
-    return out_dir
 
 
 # --------------------------------------------------------------------------------------------- GGUF
