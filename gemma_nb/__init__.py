@@ -15,3 +15,11 @@ __version__ = "0.1.0"
 
 __all__ = ["load", "Model", "Generation", "Timings", "GemmaConfig", "GemmaError",
            "ModelFolderError", "ContextLengthError"]
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext gemma_nb`: register the %gemma / %%gemma magics (imported only here, so
+    `import gemma_nb` does not pull in IPython)."""
+    from .magic import load_ipython_extension as register
+
+    register(ipython)

@@ -28,5 +28,13 @@ def test_quickstart_notebook_executes(real_model_dir, tmp_path, monkeypatch):
                for cell in notebook.cells if cell.cell_type == "code"]
     assert not any(o.get("output_type") == "error" for cell in notebook.cells
                    for o in cell.get("outputs", []))
-    assert "gemma-3-270m-fp32" in outputs[0]
-    assert "tok/s" in outputs[2] and "perplexity" in outputs[-1]
+    assert "UsageError" not in "".join(outputs)  # the magic reports mistakes without an error
+    assert all(outputs[i] for i in range(len(outputs)) if i != 2)  # 2 only assigns a variable
+    assert "gemma-3-270m-fp32" in outputs[0]  # %gemma load default
+    assert "tok/s" in outputs[1] and "tok/s" in outputs[12] and "perplexity" in outputs[-1]
+    # Interpolation kept the JSON braces and filled in {country['name']}; -o stored the result.
+    assert '{"country": "Japan", "capital": "Tokyo"}\n{"country": "Italy", "capital": "' \
+        in outputs[4]
+    assert "My name is Ada." in outputs[7]  # --chat sent the earlier turn
+    code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code_cells[1].outputs[-1].metadata["gemma_nb"]["model"]["source_sha256"]
