@@ -358,7 +358,7 @@ def test_keyboard_interrupt_keeps_the_partial_answer_and_the_model_ready(shell, 
 
 def test_map_runs_the_cell_over_a_series_and_stores_the_answers(shell, magics,
                                                                 tiny_gemma2_model, capsys):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     series = pd.Series(["cat", "dog", "bird"], index=[7, 8, 9], name="animal")
     shell.user_ns.update(df=pd.DataFrame({"animal": series}), item="not this", tone="short")
     run(shell, "%%gemma --map df.animal --max-tokens 5 -o answers\nA {tone} poem about {item}")
