@@ -70,6 +70,7 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
         check_block_size(cfg, block_size)
     pack = packing_for(dtype, source, block_size=block_size, accuracy_level=accuracy_level)
     tokenizer_bytes = source.tokenizer_model()
+    tokenizer = Tokenizer.from_bytes(tokenizer_bytes)  # a broken tokenizer fails before any work
     needed = model_tensor_names(cfg.num_layers, cfg.qk_norm)
     missing = [source.source_name(n) for n in needed
                if source.source_name(n) not in source.source_names()]
@@ -92,7 +93,6 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
                                   progress=lambda: bar.update())
         onnx.save_model(model, staging / GRAPH_FILE)
         (staging / TOKENIZER_FILE).write_bytes(tokenizer_bytes)
-        tokenizer = Tokenizer.from_file(staging / TOKENIZER_FILE)
         info = {
             "format_version": FORMAT_VERSION,
             "config": cfg.to_json(),

@@ -22,7 +22,7 @@ from onnx import TensorProto, helper
 
 from gemma_nb.config import GemmaConfig
 
-from .packing import Packing
+from .packing import Packing, TensorFn
 from .tape import Tape
 
 __all__ = ["build_decoder", "OPSET", "rope_cache"]
@@ -30,7 +30,6 @@ __all__ = ["build_decoder", "OPSET", "rope_cache"]
 OPSET = 21  # Gelu with approximate="tanh" needs opset 20+
 MS = "com.microsoft"
 
-TensorFn = Callable[[str], np.ndarray]
 
 
 def rms_norm(t: Tape, x: str, weight: np.ndarray, name: str, eps: float) -> str:

@@ -41,7 +41,6 @@ class Packing:
 
     def __init__(self, tensor: TensorFn, dtype: str = "fp32"):
         self.tensor = tensor
-        self.dtype = dtype
         self._storage = np.float16 if dtype == "fp16" else np.float32
         self._table = ""
 

@@ -6,7 +6,6 @@ appends the array's bytes to the data file at once, so peak memory is one tensor
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
