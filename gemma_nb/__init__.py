@@ -7,9 +7,12 @@
 The runtime imports onnxruntime, numpy and sentencepiece only (never the exporter).
 """
 
-from .config import GemmaConfig
-from .errors import ContextLengthError, GemmaError, ModelFolderError
-from .model import Generation, Model, Timings, load
+from .signals import workers_started_deaf_to_interrupts
+
+with workers_started_deaf_to_interrupts():  # numpy and onnxruntime start threads on import
+    from .config import GemmaConfig
+    from .errors import ContextLengthError, GemmaError, ModelFolderError
+    from .model import Generation, Model, Timings, load
 
 __version__ = "0.1.0"
 

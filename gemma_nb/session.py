@@ -8,6 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from .errors import GemmaError
+from .signals import workers_started_deaf_to_interrupts
 
 __all__ = ["PROVIDERS", "ProviderError", "create_session", "physical_cores"]
 
@@ -48,4 +49,5 @@ def create_session(graph: Path, provider: str = "cpu", threads: int | None = Non
     options.intra_op_num_threads = threads or physical_cores()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     providers = [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
-    return ort.InferenceSession(str(graph), options, providers=providers)
+    with workers_started_deaf_to_interrupts():  # the session's thread pools start here
+        return ort.InferenceSession(str(graph), options, providers=providers)

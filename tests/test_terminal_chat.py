@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,6 +149,10 @@ def test_a_terminal_session_question_reset_ctrl_c_exit(tiny_gemma2_model, closin
     child.expect_exact(PROMPT)
 
     child.send("half a line")
+    # Press Ctrl-C after the line is on screen, as a person does: a Ctrl-C landing while
+    # CPython's readline loop is still handling a key is only seen at the next key.
+    child.expect_exact("half a line")
+    time.sleep(0.2)
     child.sendintr()  # Ctrl-C at the prompt drops the line and keeps the program
     child.expect_exact(PROMPT)
     child.sendline("line one \\")
@@ -171,3 +177,22 @@ def test_ctrl_c_mid_answer_stops_it_and_returns_to_the_prompt(real_model_dir, cl
     child.expect_exact("[conversation cleared]")
     child.expect_exact(PROMPT)
     assert finish(child) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread masks from /proc")
+def test_only_the_main_thread_can_receive_ctrl_c(tiny_gemma2_model):
+    # A Ctrl-C handed to a native worker thread leaves input() asleep: the chat hung at its
+    # prompt now and then before the workers of numpy and onnxruntime were started deaf to it.
+    script = (
+        "import os, sys, gemma_nb\n"
+        "gemma_nb.load(sys.argv[1])\n"
+        "for task in sorted(os.listdir('/proc/self/task')):\n"
+        "    status = open(f'/proc/self/task/{task}/status').read()\n"
+        "    mask = int(status.split('SigBlk:')[1].split()[0], 16)\n"
+        "    print(int(task) == os.getpid(), bool(mask & 1 << 1))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tiny_gemma2_model.path)],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    threads = [line.split() for line in out if line]
+    assert ["True", "False"] in threads  # the main thread still takes Ctrl-C
+    workers = [blocked for main, blocked in threads if main == "False"]
+    assert len(workers) >= 2 and all(blocked == "True" for blocked in workers)
