@@ -6,6 +6,11 @@ Each block mirrors its equation (Gemma-2 report, transformers' `modeling_gemma2.
 `GroupQueryAttention` (com.microsoft) applies RoPE (split halves), the score scale, the softcap,
 the causal/sliding mask and a KV cache whose past and present may share one buffer.
 
+Fewer, larger kernels for speed (a decode step is ~15 ops a layer, each with a fixed cost):
+q|k|v and gate|up are each one matmul over stacked weights, and each residual Add is fused with
+the RMSNorm that reads its sum (SkipSimplifiedLayerNormalization), so a layer hands the next
+one (residual, delta) and the next one's input norm does the addition.
+
 Graph inputs: input_ids [batch, seq] int64; seqlens_k [batch] int32 (= total length - 1);
 total_sequence_length [] int32; logits_index [n] int64 (the positions whose logits we want, so
 generation computes one row and scoring all); past_key_values.{i}.key/value.
@@ -38,6 +43,17 @@ def rms_norm(t: Tape, x: str, weight: np.ndarray, name: str, eps: float) -> str:
                 axis=-1, epsilon=eps, stash_type=1, name=name)
 
 
+def add_rms_norm(t: Tape, x: str, delta: str | None, weight: np.ndarray, name: str,
+                 eps: float) -> tuple[str, str]:
+    """(rms_norm(x + delta), x + delta), both from one SkipSimplifiedLayerNormalization."""
+    if delta is None:
+        return rms_norm(t, x, weight, name, eps), x
+    normed, total = t.fresh(f"{name}/out"), t.fresh(f"{name}/sum")
+    t.op("SkipSimplifiedLayerNormalization", [delta, x, t.weight(name, weight)], domain=MS,
+         name=name, output_names=[normed, "", "", total], epsilon=eps)
+    return normed, total
+
+
 def head_norm(t: Tape, x: str, weight: np.ndarray, name: str, heads: int, cfg: GemmaConfig) -> str:
     """Gemma-3 QK-norm: RMSNorm over head_dim of each head, before RoPE."""
     per_head = t.op("Reshape", [x, t.constant("heads_shape", [0, 0, heads, cfg.head_dim])])
@@ -55,16 +71,19 @@ def rope_cache(cfg: GemmaConfig, base: float, scale: float) -> tuple[np.ndarray,
 def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str, i: int,
               rope: tuple[str, str], seqlens_k: str, total_len: str) -> str:
     p = f"layers.{i}"
-    q = pack.linear(t, x, f"{p}.q")
-    k = pack.linear(t, x, f"{p}.k")
-    v = pack.linear(t, x, f"{p}.v")
+    qkv = pack.fused_linear(t, x, [f"{p}.q", f"{p}.k", f"{p}.v"], f"{p}.qkv")
+    qkv_inputs = [qkv, "", ""]  # GroupQueryAttention splits a packed q|k|v itself
     if cfg.qk_norm:
+        q_size, kv_size = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
+        q, k, v = t.op("Split", [qkv, t.constant("qkv_sizes", [q_size, kv_size, kv_size])],
+                       axis=-1, outputs=3)
         q = head_norm(t, q, tensor(f"{p}.q_norm"), f"{p}.q_norm", cfg.num_heads, cfg)
         k = head_norm(t, k, tensor(f"{p}.k_norm"), f"{p}.k_norm", cfg.num_kv_heads, cfg)
+        qkv_inputs = [q, k, v]
     past = [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
     out = t.op(
         "GroupQueryAttention",
-        [q, k, v, *past, seqlens_k, total_len, *rope],
+        [*qkv_inputs, *past, seqlens_k, total_len, *rope],
         domain=MS,
         name=f"{p}.attn",
         output_names=[t.fresh(f"{p}.attn_out"), f"present.{i}.key", f"present.{i}.value"],
@@ -79,25 +98,29 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str
     return pack.linear(t, out, f"{p}.o")
 
 
-def mlp(t: Tape, pack: Packing, x: str, i: int) -> str:
+def mlp(t: Tape, cfg: GemmaConfig, pack: Packing, x: str, i: int) -> str:
     """down(gelu_tanh(gate(x)) * up(x))."""
-    p = f"layers.{i}"
-    gate = t.op("Gelu", [pack.linear(t, x, f"{p}.gate")], approximate="tanh")
-    up = pack.linear(t, x, f"{p}.up")
-    return pack.linear(t, t.op("Mul", [gate, up]), f"{p}.down")
+    p, size = f"layers.{i}", cfg.intermediate_size
+    gate_up = pack.fused_linear(t, x, [f"{p}.gate", f"{p}.up"], f"{p}.gate_up")
+    gate, up = t.op("Split", [gate_up, t.constant("ffn_sizes", [size, size])], axis=-1,
+                    outputs=2)
+    return pack.linear(t, t.op("Mul", [t.op("Gelu", [gate], approximate="tanh"), up]),
+                       f"{p}.down")
 
 
-def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str, i: int,
-                  rope: tuple[str, str], seqlens_k: str, total_len: str) -> str:
+def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str,
+                  delta: str | None, i: int, rope: tuple[str, str], seqlens_k: str,
+                  total_len: str) -> tuple[str, str]:
+    """One block on the input x + delta; returns (h, post_ffw_norm(mlp(...))), whose sum is
+    the block's output (the next block's input norm adds them)."""
     p, eps = f"layers.{i}", cfg.rms_norm_eps
-    attn = attention(t, cfg, pack, tensor, rms_norm(t, x, tensor(f"{p}.input_norm"),
-                     f"{p}.input_norm", eps), i, rope, seqlens_k, total_len)
-    h = t.op("Add", [x, rms_norm(t, attn, tensor(f"{p}.post_attn_norm"), f"{p}.post_attn_norm",
-                                 eps)])
-    ffw = mlp(t, pack, rms_norm(t, h, tensor(f"{p}.pre_ffw_norm"), f"{p}.pre_ffw_norm",
-                                        eps), i)
-    return t.op("Add", [h, rms_norm(t, ffw, tensor(f"{p}.post_ffw_norm"), f"{p}.post_ffw_norm",
-                                    eps)])
+    normed, x = add_rms_norm(t, x, delta, tensor(f"{p}.input_norm"), f"{p}.input_norm", eps)
+    attn = attention(t, cfg, pack, tensor, normed, i, rope, seqlens_k, total_len)
+    attn_delta = rms_norm(t, attn, tensor(f"{p}.post_attn_norm"), f"{p}.post_attn_norm", eps)
+    normed, h = add_rms_norm(t, x, attn_delta, tensor(f"{p}.pre_ffw_norm"), f"{p}.pre_ffw_norm",
+                             eps)
+    ffw = mlp(t, cfg, pack, normed, i)
+    return h, rms_norm(t, ffw, tensor(f"{p}.post_ffw_norm"), f"{p}.post_ffw_norm", eps)
 
 
 def softcap(t: Tape, x: str, cap: float | None) -> str:
@@ -127,16 +150,17 @@ def build_decoder(cfg: GemmaConfig, pack: Packing, tensor: TensorFn, tape: Tape,
     embedded = pack.embed(t, "input_ids")
     x = t.op("Mul", [embedded, t.constant("embed_scale", np.float32(cfg.embed_scale))])
     ropes: dict[tuple[float, float], tuple[str, str]] = {}
+    delta: str | None = None
     for i in range(cfg.num_layers):
         base, scale = ((cfg.rope_base_local, 1.0) if cfg.is_sliding(i)
                        else (cfg.rope_base_global, cfg.rope_scale_global))
         if (base, scale) not in ropes:
             cos, sin = rope_cache(cfg, base, scale)
             ropes[(base, scale)] = (t.weight(f"cos_{base:g}", cos), t.weight(f"sin_{base:g}", sin))
-        x = decoder_layer(t, cfg, pack, tensor, x, i, ropes[(base, scale)], "seqlens_k",
-                          "total_sequence_length")
+        x, delta = decoder_layer(t, cfg, pack, tensor, x, delta, i, ropes[(base, scale)],
+                                 "seqlens_k", "total_sequence_length")
         progress()
-    lm_head(t, cfg, pack, tensor, x, "input_ids", "logits_index")
+    lm_head(t, cfg, pack, tensor, t.op("Add", [x, delta]), "input_ids", "logits_index")
 
     kv_shape = ["batch", cfg.num_kv_heads, "past_sequence_length", cfg.head_dim]
     present_shape = ["batch", cfg.num_kv_heads, "total_sequence_length", cfg.head_dim]

@@ -1,6 +1,6 @@
 """How weight matrices become ONNX initializers and the ops that read them (`--dtype`).
 
-The graph builder calls only `linear`, `embed` and `tied_head`; each packing fetches its own
+The graph builder calls only `linear`, `fused_linear`, `embed` and `tied_head`; each packing fetches its own
 weights from the source, so one that re-encodes GGUF blocks can read them raw.
 
 | dtype | projections | embedding / lm_head (one shared table) |
@@ -19,7 +19,7 @@ import numpy as np
 from gguf import GGMLQuantizationType
 
 from .errors import ExportError
-from .quant import PackedWeight, QuantizationError, quantize_symmetric, reencode_gguf
+from .quant import PackedWeight, QuantizationError, quantize_symmetric, reencode_gguf, stack_rows
 from .sources import WeightsSource
 from .tape import Tape
 
@@ -52,6 +52,12 @@ class Packing:
         """y = x @ W^T for W stored [out, in]; kept transposed so MatMul reads rows."""
         return tape.op("MatMul", [x, self._float_weight(tape, name, self.tensor(name).T)],
                        name=name)
+
+    def fused_linear(self, tape: Tape, x: str, names: list[str], name: str) -> str:
+        """The projections `names` side by side in one output (q|k|v, gate|up): one MatMul over
+        the stacked weights, so one kernel launch and one pass over x instead of several."""
+        stacked = np.concatenate([self.tensor(n) for n in names])
+        return tape.op("MatMul", [x, self._float_weight(tape, name, stacked.T)], name=name)
 
     def embed(self, tape: Tape, ids: str) -> str:
         self._table = self._float_weight(tape, "embed", self.tensor("embed"))
@@ -88,6 +94,15 @@ class NBitsPacking(Packing):
         if p is None:
             return super().linear(tape, x, name)
         return self._matmul(tape, x, name, p, self._initializers(tape, name, p))
+
+    def fused_linear(self, tape: Tape, x: str, names: list[str], name: str) -> str:
+        parts = [self.quantize(n) for n in names]
+        if all(p is None for p in parts):
+            return super().fused_linear(tape, x, names, name)
+        stacked = None if None in parts else stack_rows(parts)  # type: ignore[arg-type]
+        if stacked is None:  # GGUF tensors of different types: one MatMulNBits each
+            return tape.op("Concat", [self.linear(tape, x, n) for n in names], axis=-1)
+        return self._matmul(tape, x, name, stacked, self._initializers(tape, name, stacked))
 
     def embed(self, tape: Tape, ids: str) -> str:
         """GatherBlockQuantized over the same bytes MatMulNBits reads for the lm_head."""

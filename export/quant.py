@@ -40,7 +40,7 @@ from gguf.quants import dequantize
 from .errors import ExportError
 
 __all__ = ["PackedWeight", "QuantizationError", "quantize_symmetric", "dequantize_packed",
-           "reencode_gguf", "pack_zero_points", "REENCODINGS"]
+           "reencode_gguf", "pack_zero_points", "stack_rows", "REENCODINGS"]
 
 Q = GGMLQuantizationType
 BITS = (4, 8)
@@ -179,10 +179,21 @@ def quantize_symmetric(w: np.ndarray, bits: int, block_size: int) -> PackedWeigh
     rows = max(1, _CHUNK_VALUES // k)  # bounded temporaries: a 256000-row embedding stays cheap
     parts = [_quantize(w[i : i + rows], bits, block_size, _search_divisors(bits))
              for i in range(0, n, rows)]
+    return stack_rows(parts)
+
+
+def stack_rows(parts: list[PackedWeight]) -> PackedWeight | None:
+    """The weights of `parts` one above the other ([sum N, K]), as one MatMulNBits can read
+    them; None when their bits, blocks, K or zero points differ."""
+    first = parts[0]
     if len(parts) == 1:
-        return parts[0]
-    return PackedWeight(bits, block_size, np.concatenate([p.B for p in parts]),
-                        np.concatenate([p.scales for p in parts]), None, n, k)
+        return first
+    if any((p.bits, p.block_size, p.K) != (first.bits, first.block_size, first.K)
+           or p.zero_points is not None for p in parts):
+        return None
+    return PackedWeight(first.bits, first.block_size, np.concatenate([p.B for p in parts]),
+                        np.concatenate([p.scales for p in parts]), None,
+                        sum(p.N for p in parts), first.K)
 
 
 # ---------------------------------------------------------------- GGUF blocks -> blocks

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from .chat import format_chat
 from .config import GemmaConfig
@@ -117,16 +118,18 @@ class Model:
         """
         if lengths is None:
             lengths = cache.lengths + ids.shape[1]
-        binding = self.session.io_binding()
+        cache.reserve(int(lengths.max()))
+        binding = cache.binding(self.session)
         binding.bind_cpu_input("input_ids", ids)
         binding.bind_cpu_input("seqlens_k", (lengths - 1).astype(np.int32))
         binding.bind_cpu_input("total_sequence_length", np.array(lengths.max(), np.int32))
         binding.bind_cpu_input("logits_index", logits_index)
-        binding.bind_output("logits")
-        cache.bind(binding)
+        # A fresh array each call (callers may keep it), written by the graph directly.
+        logits = np.empty((ids.shape[0], len(logits_index), self.config.vocab_size), np.float32)
+        binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         self.session.run_with_iobinding(binding)
         cache.lengths = lengths.astype(np.int32)
-        return binding.get_outputs()[0].numpy()
+        return logits
 
     def _check_fits(self, n_tokens: int) -> None:
         if n_tokens > self.config.context_length:
