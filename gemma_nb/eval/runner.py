@@ -1,0 +1,105 @@
+"""Running a task on a model: one record per item, a progress bar, and a Report even when the
+run is interrupted (Kernel > Interrupt / Ctrl-C keeps the items already scored)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import ContextLengthError
+from .errors import EvalDataError
+from .extract import extract_answer, is_match
+from .items import Item, Problem
+from .prompts import TARGET_DELIMITER
+from .report import Report
+from .scoring import choice_distribution, encode_pair, loglikelihoods
+from .tasks import GenerationTask, MultipleChoiceTask
+
+__all__ = ["evaluate", "score_item", "model_name"]
+
+
+def model_name(model: Any) -> str:
+    """The model folder's name (it carries the dtype: gemma-3-270m-int4)."""
+    return model.path.name
+
+
+def score_item(model: Any, task: MultipleChoiceTask, item: Item) -> dict[str, Any]:
+    """One item's record: per-choice log-likelihoods, probabilities, predictions."""
+    start = time.perf_counter()
+    context = task.context(item)
+    targets = task.prompt.targets(item)
+    try:
+        context_ids, tails = encode_pair(model.tokenizer, context,
+                                         [TARGET_DELIMITER + t for t in targets])
+        scores = loglikelihoods(model, context_ids, tails)
+    except EvalDataError as exc:
+        raise EvalDataError(f"{item.id}: {exc}") from None
+    except ContextLengthError as exc:
+        raise ContextLengthError(f"{item.id}: {exc}") from None
+    normalized = scores / np.array([len(t) for t in targets], np.float64)  # acc_norm: characters
+    probs = choice_distribution(scores)
+    pred, pred_norm = int(np.argmax(scores)), int(np.argmax(normalized))
+    return {"id": item.id, "subject": item.subject, "question": item.question,
+            "choices": list(item.choices), "answer": item.answer, "prompt": context,
+            "logprobs": scores.tolist(), "probs": probs.tolist(), "pred": pred,
+            "pred_norm": pred_norm, "correct": pred == item.answer,
+            "correct_norm": pred_norm == item.answer, "confidence": float(probs[pred]),
+            "tokens": len(context_ids), "seconds": time.perf_counter() - start}
+
+
+def _solve_batch(model: Any, task: GenerationTask, problems: list[Problem]
+                 ) -> list[dict[str, Any]]:
+    """Greedy answers to a batch of problems (one padded `generate_batch`)."""
+    start = time.perf_counter()
+    prompts = [task.context(p) for p in problems]
+    outputs = model.generate_batch(prompts, max_new_tokens=task.max_new_tokens,
+                                   temperature=0.0, stop=list(task.stop))
+    seconds = (time.perf_counter() - start) / len(problems)
+    records = []
+    for problem, prompt, output in zip(problems, prompts, outputs):
+        extracted = extract_answer(output.text, task.extract)
+        records.append({"id": problem.id, "subject": problem.subject,
+                        "question": problem.question, "prompt": prompt, "output": output.text,
+                        "extracted": extracted, "target": problem.target,
+                        "correct": is_match(extracted, problem.target),
+                        "tokens": output.timings.prompt_tokens, "seconds": seconds})
+    return records
+
+
+def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm  # a runtime dependency; .auto is a widget in a notebook
+
+    # tqdm shows the rate (item/s) and the time left (ETA) by default
+    return tqdm(total=total, desc=desc, unit="item", disable=not enabled)
+
+
+def evaluate(model: Any, task: MultipleChoiceTask | GenerationTask, *, progress: bool = True,
+             batch_size: int = 8) -> Report:
+    """Score every item of `task` with `model`; a Report of the items done, all of them unless
+    interrupted. `batch_size` applies to generation tasks (prompts per `generate_batch`)."""
+    records: list[dict[str, Any]] = []
+    kind = "generation" if isinstance(task, GenerationTask) else "multiple_choice"
+    bar = _progress_bar(len(task.items), task.name, progress)
+    start = time.perf_counter()
+    interrupted = False
+    try:
+        if isinstance(task, GenerationTask):
+            for i in range(0, len(task.items), batch_size):
+                records += _solve_batch(model, task, list(task.items[i : i + batch_size]))
+                bar.update(min(batch_size, len(task.items) - i))
+                bar.set_postfix(acc=f"{np.mean([r['correct'] for r in records]):.3f}")
+        else:
+            for item in task.items:
+                records.append(score_item(model, task, item))
+                bar.update(1)
+                bar.set_postfix(acc=f"{np.mean([r['correct'] for r in records]):.3f}",
+                                refresh=False)
+    except KeyboardInterrupt:  # keep what was scored; the model holds no state between items
+        interrupted = True
+    finally:
+        bar.close()
+    return Report(task=task.name, model=model_name(model), kind=kind, records=records,
+                  planned=len(task.items), elapsed_s=time.perf_counter() - start,
+                  interrupted=interrupted)
