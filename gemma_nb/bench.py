@@ -21,19 +21,28 @@ from .errors import ContextLengthError
 from .kv_cache import KVCache
 from .model import Model, load
 
-__all__ = ["run_bench", "peak_rss_bytes"]
+__all__ = ["run_bench", "format_bench", "peak_rss_bytes", "rss_bytes"]
 
 _TEXT = "The quick brown fox jumps over the lazy dog while the cat watches from the window. "
 
 
-def peak_rss_bytes() -> int | None:
-    """The process's peak resident memory (Linux VmHWM); None where it cannot be read."""
+def _memory_bytes(field: str) -> int | None:
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
         return None
-    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    found = re.search(rf"{field}:\s+(\d+) kB", status)
     return int(found.group(1)) * 1024 if found else None
+
+
+def peak_rss_bytes() -> int | None:
+    """The process's peak resident memory (Linux VmHWM); None where it cannot be read."""
+    return _memory_bytes("VmHWM")
+
+
+def rss_bytes() -> int | None:
+    """The process's resident memory now (Linux VmRSS): after loading, the steady state."""
+    return _memory_bytes("VmRSS")
 
 
 def _prompt(model: Model, n: int) -> list[int]:
@@ -79,18 +88,21 @@ def run_bench(path: str | Path, prompt_tokens: list[int], new_tokens: int, repea
     return {
         "model": str(path), "dtype": model.info.get("dtype"), "provider": provider,
         "threads": model.session.get_session_options().intra_op_num_threads,
-        "load_s": load_s, "peak_rss_bytes": peak_rss_bytes(), "runs": results,
+        "load_s": load_s, "peak_rss_bytes": peak_rss_bytes(), "rss_bytes": rss_bytes(),
+        "runs": results,
         "onnxruntime": ort.__version__, "machine": platform.machine(),
         "processor": platform.processor() or None,
     }
 
 
 def format_bench(report: dict[str, Any]) -> str:
-    rss = report["peak_rss_bytes"]
+    def mib(value: int | None) -> str:
+        return f"{value / 2**20:.0f} MiB" if value else "unknown"
+
     lines = [f"{report['model']} ({report['dtype']}, {report['provider']}, "
              f"{report['threads']} threads, onnxruntime {report['onnxruntime']})",
-             f"load {report['load_s']:.2f} s, peak RSS "
-             + (f"{rss / 2**20:.0f} MiB" if rss else "unknown"),
+             f"load {report['load_s']:.2f} s, peak RSS {mib(report['peak_rss_bytes'])} "
+             f"(loading included), RSS after the runs {mib(report['rss_bytes'])}",
              "prompt  prefill tok/s        first token s          decode tok/s   (min/median/max)"]
     for r in report["runs"]:
         cells = [r["prefill_tok_s"], r["time_to_first_token_s"], r["decode_tok_s"]]
