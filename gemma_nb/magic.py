@@ -29,8 +29,8 @@ from .chat import format_chat
 from .display import Answer, LiveDisplay, is_rich, model_identity
 from .errors import GemmaError
 from .interpolate import interpolate
-from .magic_args import (DTYPES, CellArgs, LineCommand, MagicArgumentError, cell_usage,
-                         line_usage, parse_cell_args, parse_line)
+from .magic_args import (DTYPES, CellArgs, EvalArgs, LineCommand, MagicArgumentError,
+                         cell_usage, line_usage, parse_cell_args, parse_line)
 from .model import Generation, Model, load
 from .models import DEFAULT_MODEL, resolve_model
 
@@ -116,11 +116,13 @@ class GemmaMagics(Magics):
 
     # ---- %gemma --------------------------------------------------------------------------
 
-    def _line(self, command: LineCommand) -> Model | None:
+    def _line(self, command: LineCommand) -> Any:
         if command.command == "load":
             self.model = self._load(command.path, command.provider, command.dtype)
             self.model_is_configured = False
             return self.model
+        if command.command == "eval" and command.eval is not None:
+            return self._eval(command.eval)
         if command.command == "info":
             print(self._info())
         elif command.command == "unload":
@@ -136,6 +138,15 @@ class GemmaMagics(Magics):
     def _load(self, spec: str, provider: str | None, dtype: str | None) -> Model:
         folder = resolve_model(spec, dtype or self.settings.dtype)
         return load(folder, provider or self.settings.provider)
+
+    def _eval(self, args: EvalArgs) -> Any:
+        """`%gemma eval mmlu ...`: gemma_nb.eval builds the task and scores it; the Report is
+        the result (shown as HTML). Ctrl-C keeps the items scored so far."""
+        from .eval import evaluate, mmlu  # imported here: the magic stays light until used
+
+        task = mmlu(n=args.n, seed=args.seed, subjects=list(args.subjects) or None,
+                    shots=args.shots, source=args.source)
+        return evaluate(self._ensure_model(), task)
 
     def _info(self) -> str:
         if self.model is None:

