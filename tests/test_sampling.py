@@ -45,3 +45,23 @@ def test_same_seed_same_tokens():
 def test_bad_settings_raise(kwargs):
     with pytest.raises(ValueError):
         SamplingSettings(**kwargs)
+
+
+@pytest.mark.parametrize("top_k, top_p", [(0, 0.9), (0, 0.5), (40, 0.95), (300, 1.0), (0, 0.999)])
+def test_the_kept_candidates_are_exactly_the_sorted_reference(top_k, top_p):
+    # Reference: sort the whole vocabulary, cut top-k, renormalize, cut the top-p nucleus.
+    from gemma_nb.sampling import _candidates
+
+    rng = np.random.default_rng(7)
+    logits = (rng.standard_normal(20000) * 4).astype(np.float32)
+    weights = np.exp((logits - logits.max()) / np.float32(0.8))
+    order = np.argsort(-weights, kind="stable")[: top_k or None]
+    mass = np.cumsum(weights[order], dtype=np.float64) / weights[order].sum(dtype=np.float64)
+    expected = order[: int(np.searchsorted(mass, top_p)) + 1] if top_p < 1 else order
+    np.testing.assert_array_equal(_candidates(weights, top_k, top_p), expected)
+
+
+def test_plain_temperature_keeps_every_token():
+    from gemma_nb.sampling import _candidates
+
+    assert _candidates(np.ones(10, np.float32), 0, 1.0) is None
