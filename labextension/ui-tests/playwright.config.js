@@ -1,0 +1,40 @@
+/**
+ * Playwright configuration: Galata's defaults, Debian's chromium (Playwright's browsers are not
+ * downloaded), no video, and time for the real model to load and answer on a CPU.
+ */
+const baseConfig = require('@jupyterlab/galata/lib/playwright-config');
+
+// Another JupyterLab on the machine may hold 8888: GEMMA_NB_UI_PORT moves the test server.
+const port = process.env.GEMMA_NB_UI_PORT ?? '8888';
+
+module.exports = {
+  ...baseConfig,
+  timeout: 5 * 60 * 1000, // the first command may export the default model (about a minute)
+  expect: { timeout: 20 * 1000 },
+  workers: 1, // one JupyterLab, one model per kernel: tests share the machine's cores
+  use: {
+    ...baseConfig.use,
+    baseURL: `http://localhost:${port}`,
+    video: 'off',
+    trace: 'off',
+    launchOptions: {
+      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync'
+      ]
+    }
+  },
+  webServer: {
+    command: `jlpm start --ServerApp.port=${port}`,
+    url: `http://localhost:${port}/lab`,
+    timeout: 120 * 1000,
+    reuseExistingServer: !process.env.CI
+  }
+};
