@@ -47,3 +47,11 @@ def test_calibration_bins_and_error():
         (0.3, pytest.approx(0.325), 0.5, 2), (0.9, pytest.approx(0.95), pytest.approx(2 / 3), 3)]
     expected = (2 * abs(0.5 - 0.325) + 3 * abs(2 / 3 - 0.95)) / 5
     assert expected_calibration_error(confidence, correct) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 40, 199])
+def test_interval_holds_the_proportion_at_the_ends(n):
+    """At 0 and n correct, rounding put the bound past p (a negative error bar in plots)."""
+    for correct in (0, n):
+        low, high = wilson_interval(correct, n)
+        assert low <= correct / n <= high

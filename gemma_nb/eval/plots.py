@@ -80,7 +80,7 @@ def plot_calibration(report: Report, ax: Any = None, bins: int = 10) -> Any:
     ax.set_xlabel("probability of the predicted choice")
     ax.set_ylabel("accuracy")
     ax.set_title(f"calibration of {report.model} (ECE {ece:.3f}, n={report.n})")
-    ax.legend(loc="upper left", fontsize="small")
+    ax.legend(loc="lower right", fontsize="small")
     return fig
 
 

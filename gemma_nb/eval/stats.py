@@ -27,7 +27,8 @@ def wilson_interval(correct: int, n: int, z: float = Z95) -> tuple[float, float]
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval always holds p; min/max only undo rounding (p = 0 gave a low of 1e-17).
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def kl_divergence(p: Sequence[float], q: Sequence[float]) -> float:
