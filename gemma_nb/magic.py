@@ -28,6 +28,7 @@ from traitlets.config import Configurable
 from .chat import format_chat
 from .display import Answer, LiveDisplay, is_rich, model_identity
 from .errors import GemmaError
+from .exclusive import exclusive
 from .interpolate import interpolate
 from .magic_args import (DTYPES, CellArgs, EvalArgs, LineCommand, MagicArgumentError,
                          cell_usage, line_usage, parse_cell_args, parse_line)
@@ -191,8 +192,9 @@ class GemmaMagics(Magics):
         prompt = user if args.raw else self._chat_prompt(args, [*history, _user(user)])
         settings = self._sampling(args)
         live = LiveDisplay(is_rich(self.shell))
-        live.start()
-        generation, stopped = _stream(model, prompt, settings, live)
+        with exclusive(model, on_wait=_say_waiting):  # a chat widget may be answering on it
+            live.start()
+            generation, stopped = _stream(model, prompt, settings, live)
         answer = Answer.from_generation(
             generation, prompt,
             {"mode": "raw" if args.raw else "chat" if args.chat else "one-shot",
@@ -242,12 +244,17 @@ class GemmaMagics(Magics):
         if not args.raw:
             template = self._chat_prompt(args, [_user(template)])
         start = time.perf_counter()
-        answers = model.map(items, template, chat=False, **self._sampling(args))
+        with exclusive(model, on_wait=_say_waiting):
+            answers = model.map(items, template, chat=False, **self._sampling(args))
         print(f"{len(answers)} answers in {time.perf_counter() - start:.1f} s")
         if args.out:
             self.shell.push({args.out: answers})
         display(answers)
         return None
+
+
+def _say_waiting() -> None:
+    print("waiting for the model: it is answering another request (a chat widget?)", flush=True)
 
 
 def _user(content: str) -> dict[str, str]:
