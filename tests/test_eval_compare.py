@@ -91,3 +91,17 @@ def test_compare_evaluates_models_on_the_same_items(tiny_gemma2_model, export_on
 def test_compare_needs_two_models(tiny_gemma2_model):
     with pytest.raises(ValueError, match="at least two"):
         compare([tiny_gemma2_model], MultipleChoiceTask("t", ITEMS[:1], ClozePrompt()))
+
+
+def test_after_an_interrupt_the_next_models_score_only_the_items_done(tiny_gemma2_model,
+                                                                      monkeypatch):
+    task = MultipleChoiceTask("cloze", ITEMS, ClozePrompt())
+    first = evaluate(tiny_gemma2_model, MultipleChoiceTask("cloze", ITEMS[:2], ClozePrompt()),
+                     progress=False)
+    first.interrupted = True  # as if stopped after two of the three items
+    scored = []
+    prefill = tiny_gemma2_model.prefill
+    monkeypatch.setattr(tiny_gemma2_model, "prefill",
+                        lambda cache, ids: scored.append(ids) or prefill(cache, ids))
+    c = compare({"first": first, "second": tiny_gemma2_model}, task, progress=False)
+    assert len(scored) == 2 and c.ids == ["0", "1"]

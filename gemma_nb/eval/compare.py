@@ -3,11 +3,13 @@ distributions move (mean KL from the first model, the reference), with a plot. "
 cost me?" is `compare({"fp32": full, "int4": small}, task)`.
 
 Models are scored on the same items with the same prompts; a report passed in instead of a model
-is used as it is. Only items every report holds are compared (an interrupted run has fewer).
+is used as it is. Only items every report holds are compared: after an interrupted run, the
+next models score only the items it finished.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 from collections.abc import Mapping, Sequence
@@ -44,8 +46,13 @@ def compare(models: Mapping[str, Any] | Sequence[Any], task: Any, *,
     named = _named(models)
     if len(named) < 2:
         raise ValueError(f"compare needs at least two models, got {len(named)}")
-    reports = {name: m if isinstance(m, Report) else evaluate(m, task, progress=progress)
-               for name, m in named}
+    reports: dict[str, Report] = {}
+    for name, m in named:
+        report = m if isinstance(m, Report) else evaluate(m, task, progress=progress)
+        reports[name] = report
+        if report.interrupted:  # the next models score only the items this one finished
+            done = {r["id"] for r in report.records}
+            task = dataclasses.replace(task, items=tuple(i for i in task.items if i.id in done))
     return Comparison(task.name, reports)
 
 

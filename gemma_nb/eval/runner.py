@@ -84,18 +84,21 @@ def evaluate(model: Any, task: MultipleChoiceTask | GenerationTask, *, progress:
     bar = _progress_bar(len(task.items), task.name, progress)
     start = time.perf_counter()
     interrupted = False
+    right = 0
     try:
         if isinstance(task, GenerationTask):
             for i in range(0, len(task.items), batch_size):
-                records += _solve_batch(model, task, list(task.items[i : i + batch_size]))
-                bar.update(min(batch_size, len(task.items) - i))
-                bar.set_postfix(acc=f"{np.mean([r['correct'] for r in records]):.3f}")
+                batch = _solve_batch(model, task, list(task.items[i : i + batch_size]))
+                records += batch
+                right += sum(r["correct"] for r in batch)
+                bar.set_postfix(acc=f"{right / len(records):.3f}", refresh=False)
+                bar.update(len(batch))
         else:
             for item in task.items:
                 records.append(score_item(model, task, item))
+                right += records[-1]["correct"]
+                bar.set_postfix(acc=f"{right / len(records):.3f}", refresh=False)
                 bar.update(1)
-                bar.set_postfix(acc=f"{np.mean([r['correct'] for r in records]):.3f}",
-                                refresh=False)
     except KeyboardInterrupt:  # keep what was scored; the model holds no state between items
         interrupted = True
     finally:
