@@ -3,7 +3,7 @@
 Never use it in production: it opens the server to anyone, and exposes JupyterLab's JavaScript
 objects through the global window variable (what Galata drives).
 
-Besides the default Python kernel (with gemma_nb), it registers "Python (without gemma_nb)": a
+Besides the default Python kernel (with gemma_nb), it registers "Python 3 without gemma_nb": a
 kernel of the same interpreter in which `import gemma_nb` fails as in an environment without it,
 for the test of the message a command shows there.
 """
@@ -26,7 +26,7 @@ _spec.mkdir(parents=True)
 (_spec / "kernel.json").write_text(json.dumps({
     "argv": [sys.executable, str(Path(__file__).resolve().parent / "kernel_without_gemma_nb.py"),
              "-f", "{connection_file}"],
-    "display_name": "Python (without gemma_nb)",
+    "display_name": "Python 3 without gemma_nb",  # listed after Python 3 (ipykernel)
     "language": "python",
 }))
 # Kernel specs are found on the Jupyter data path (KernelSpecManager.kernel_dirs is not

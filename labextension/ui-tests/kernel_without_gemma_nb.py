@@ -11,11 +11,11 @@ class _WithoutGemmaNb:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] == "gemma_nb":
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
 
 
 sys.meta_path.insert(0, _WithoutGemmaNb())
 
-from ipykernel.kernelapp import launch_new_instance  # noqa: E402 (after the finder)
+# Imported after the finder is in place: nothing may import gemma_nb before it.
+from ipykernel.kernelapp import launch_new_instance
 
 launch_new_instance()

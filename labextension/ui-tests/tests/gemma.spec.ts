@@ -67,7 +67,7 @@ function consoleErrors(page: IJupyterLabPageFixture): string[] {
 test('a %%gemma cell is highlighted as prompt text, a Python cell as Python', async ({
   page
 }) => {
-  await page.notebook.createNew('highlight.ipynb');
+  await page.notebook.createNew('highlight.ipynb', { kernel: 'python3' });
   await page.notebook.setCell(
     0,
     'code',
@@ -111,7 +111,7 @@ test('"explain this cell" inserts a Markdown cell written by the model', async (
   page
 }) => {
   const errors = consoleErrors(page);
-  await page.notebook.createNew('explain.ipynb');
+  await page.notebook.createNew('explain.ipynb', { kernel: 'python3' });
   await page.notebook.setCell(
     0,
     'code',
@@ -162,7 +162,7 @@ test('"explain this cell" inserts a Markdown cell written by the model', async (
 test('"fix this cell" on a cell that raised inserts a code cell', async ({
   page
 }) => {
-  await page.notebook.createNew('fix.ipynb');
+  await page.notebook.createNew('fix.ipynb', { kernel: 'python3' });
   await page.notebook.setCell(
     0,
     'code',
@@ -190,7 +190,7 @@ test('"fix this cell" on a cell that raised inserts a code cell', async ({
 test('the cell toolbar has the three commands; "document" inserts a Markdown cell', async ({
   page
 }) => {
-  await page.notebook.createNew('document.ipynb');
+  await page.notebook.createNew('document.ipynb', { kernel: 'python3' });
   await page.notebook.setCell(
     0,
     'code',
