@@ -18,6 +18,23 @@ __version__ = "0.1.0"
 
 __all__ = ["load", "Model", "Generation", "Timings", "GemmaConfig", "GemmaError",
            "ModelFolderError", "ContextLengthError"]
+# Also public: `gemma_nb.Chat`, the chat widget. Not in __all__, so `from gemma_nb import *`
+# stays as light as `import gemma_nb`.
+
+
+def __getattr__(name: str) -> object:
+    """`gemma_nb.Chat` is imported on first use: anywidget and ipywidgets are notebook
+    packages, not the runtime's."""
+    if name == "Chat":
+        try:
+            from .widget import Chat
+        except ImportError as exc:
+            if exc.name not in ("anywidget", "ipywidgets"):
+                raise
+            raise ImportError(f"gemma_nb.Chat needs {exc.name}: pip install "
+                              "'gemma-nb[notebook]'") from exc
+        return Chat
+    raise AttributeError(f"module 'gemma_nb' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython) -> None:
