@@ -47,9 +47,9 @@ def test_scores_equal_the_letters_log_probs_after_the_prompt(report, real_model)
 
 
 def test_five_shot_prompts_run(real_model):
-    task = mmlu(n=8, seed=SEED, shots=5)
+    task = mmlu(n=5, seed=SEED, shots=5)
     report = evaluate(real_model, task, progress=False)
-    assert report.n == 8
+    assert report.n == 5
     for r in report.records:
         assert r["prompt"].startswith("The following are multiple choice questions (with "
                                       f"answers) about {r['subject']}.\n\n")
