@@ -119,3 +119,20 @@ def test_generation_batches_answer_as_single_prompts_do(tiny_gemma2_model):
         alone = tiny_gemma2_model.generate(task.context(problem), max_new_tokens=8,
                                            stop=list(task.stop))
         assert record["output"] == alone.text
+
+
+def test_a_run_waits_for_the_model_lock(tiny_gemma2_model, capsys):
+    """The chat widget and the magic hold the model's lock while answering; so does a run."""
+    import threading
+    import time
+
+    from gemma_nb.exclusive import model_lock
+
+    lock = model_lock(tiny_gemma2_model)
+    lock.acquire()
+    threading.Timer(0.5, lock.release).start()
+    start = time.perf_counter()
+    report = evaluate(tiny_gemma2_model, MultipleChoiceTask("wait", ITEMS[:1], MMLUPrompt()))
+    assert time.perf_counter() - start >= 0.5 and report.n == 1
+    assert "(waiting: the model is answering another request)" in capsys.readouterr().err
+    assert not lock.locked()  # released after the run

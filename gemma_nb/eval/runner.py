@@ -1,14 +1,18 @@
 """Running a task on a model: one record per item, a progress bar, and a Report even when the
-run is interrupted (Kernel > Interrupt / Ctrl-C keeps the items already scored)."""
+run is interrupted (Kernel > Interrupt / Ctrl-C keeps the items already scored). A run holds the
+model's lock (`gemma_nb.exclusive`), so a chat widget answering on the same model waits for it,
+and it for the widget."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from ..errors import ContextLengthError
+from ..exclusive import exclusive
 from .errors import EvalDataError
 from .extract import extract_answer, is_match
 from .items import Item, Problem
@@ -68,6 +72,17 @@ def _solve_batch(model: Any, task: GenerationTask, problems: list[Problem]
     return records
 
 
+def _scored(model: Any, task: MultipleChoiceTask | GenerationTask, batch_size: int
+            ) -> Iterator[list[dict[str, Any]]]:
+    """Records as they are made: one item at a time, or one generation batch at a time."""
+    if isinstance(task, GenerationTask):
+        for i in range(0, len(task.items), batch_size):
+            yield _solve_batch(model, task, list(task.items[i : i + batch_size]))
+    else:
+        for item in task.items:
+            yield [score_item(model, task, item)]
+
+
 def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm  # a runtime dependency; .auto is a widget in a notebook
 
@@ -85,20 +100,18 @@ def evaluate(model: Any, task: MultipleChoiceTask | GenerationTask, *, progress:
     start = time.perf_counter()
     interrupted = False
     right = 0
+
+    def waiting() -> None:
+        bar.set_description(f"{task.name} (waiting: the model is answering another request)")
+
     try:
-        if isinstance(task, GenerationTask):
-            for i in range(0, len(task.items), batch_size):
-                batch = _solve_batch(model, task, list(task.items[i : i + batch_size]))
+        with exclusive(model, on_wait=waiting):  # the lock the magic and the chat widget take
+            bar.set_description(task.name)
+            for batch in _scored(model, task, batch_size):
                 records += batch
                 right += sum(r["correct"] for r in batch)
                 bar.set_postfix(acc=f"{right / len(records):.3f}", refresh=False)
                 bar.update(len(batch))
-        else:
-            for item in task.items:
-                records.append(score_item(model, task, item))
-                right += records[-1]["correct"]
-                bar.set_postfix(acc=f"{right / len(records):.3f}", refresh=False)
-                bar.update(1)
     except KeyboardInterrupt:  # keep what was scored; the model holds no state between items
         interrupted = True
     finally:
