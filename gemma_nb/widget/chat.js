@@ -101,10 +101,8 @@ function list(lines, i, out) {
   }
   const tag = ordered ? "ol" : "ul";
   const start = ordered && parseInt(first[2], 10) !== 1 ? ` start="${parseInt(first[2], 10)}"` : "";
-  const body = items.map((item) => {
-    const html = item.length === 1 ? inline(item[0]) : blocks(item);
-    return `<li>${html}</li>`;
-  });
+  // An item's first line, then its deeper lines as blocks (a nested list, a code block).
+  const body = items.map((item) => `<li>${inline(item[0])}${blocks(item.slice(1))}</li>`);
   out.push(`<${tag}${start}>${body.join("")}</${tag}>`);
   return i;
 }
