@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -63,7 +64,7 @@ def read_csv(path: Path) -> Iterator[Row]:
         header = first if has_header else list(HENDRYCKS_COLUMNS)
         subject = None if has_header else _subject_of(path)
         if not has_header:
-            reader = _chain([first], reader)
+            reader = itertools.chain([first], reader)
         for number, values in enumerate(reader, 2 if has_header else 1):
             if len(values) != len(header):
                 raise EvalDataError(f"row {number} of {path.name} has {len(values)} fields, "
@@ -73,11 +74,6 @@ def read_csv(path: Path) -> Iterator[Row]:
             if subject is not None:
                 row["subject"] = subject
             yield f"row {number} of {path.name}", row
-
-
-def _chain(*parts: Iterable[list[str]]) -> Iterator[list[str]]:
-    for part in parts:
-        yield from part
 
 
 def read_parquet(path: Path) -> tuple[list[Row], list[str]]:
