@@ -224,7 +224,9 @@ def test_stop_while_waiting_for_the_model_gives_up_the_turn(slow_model):
     assert first.wait(5)
 
 
-def test_the_magic_waits_for_a_chat_answering_on_its_model(slow_model, capsys):
+@pytest.fixture
+def magics(monkeypatch):
+    """The %gemma magics of an IPython shell; the model they hold is restored afterwards."""
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
@@ -233,7 +235,14 @@ def test_the_magic_waits_for_a_chat_answering_on_its_model(slow_model, capsys):
     shell = InteractiveShell.instance(config=config)
     shell.extension_manager.load_extension("gemma_nb")
     magics = shell.magics_manager.registry["GemmaMagics"]
-    magics.model, magics.model_is_configured = slow_model, False
+    monkeypatch.setattr(magics, "model", None)
+    monkeypatch.setattr(magics, "model_is_configured", False)
+    return magics
+
+
+def test_the_magic_waits_for_a_chat_answering_on_its_model(slow_model, magics, capsys):
+    shell = magics.shell
+    magics.model = slow_model
     chat = Chat(slow_model, max_tokens=40)
     sent = recorded(chat)
     chat.ask("Hello")
@@ -389,15 +398,7 @@ def test_settings_are_validated(model):
         chat.max_tokens = 0
 
 
-def test_a_chat_without_a_model_uses_the_one_the_magic_holds(model):
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    shell = InteractiveShell.instance(config=config)
-    shell.extension_manager.load_extension("gemma_nb")
-    magics = shell.magics_manager.registry["GemmaMagics"]
+def test_a_chat_without_a_model_uses_the_one_the_magic_holds(model, magics):
     magics.model = model
     chat = Chat(max_tokens=32)
     recorded(chat)
