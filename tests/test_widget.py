@@ -201,7 +201,6 @@ def test_two_chats_on_one_model_wait_in_turn_and_never_interleave(slow_model):
     until(lambda: sent_first.deltas())
     second.ask("Hello")
     until(lambda: WAITING in statuses, timeout=10)
-    assert second.status == WAITING and not sent_second.deltas()
     assert first.wait(TIMEOUT_S) and second.wait(TIMEOUT_S)
     assert max(sent_first.times()) < min(sent_second.times())  # one after the other
     assert "answering" in statuses[statuses.index(WAITING):]
