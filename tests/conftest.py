@@ -91,3 +91,28 @@ def real_model_dir(export_once, real_gguf: Path) -> Path:
 @pytest.fixture(scope="session")
 def real_model(real_model_dir: Path) -> gemma_nb.Model:
     return gemma_nb.load(real_model_dir)
+
+
+@pytest.fixture
+def default_model_cache(real_model_dir: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A $GEMMA_NB_CACHE holding this run's export of the default model under its usual name,
+    so `default` (in a notebook's kernel, a subprocess) loads it without exporting again."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "gemma-3-270m-fp32").symlink_to(real_model_dir, target_is_directory=True)
+    monkeypatch.setenv("GEMMA_NB_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def execute_notebook():
+    """execute_notebook(path, timeout) -> the notebook, run top to bottom in a python3 kernel."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    def execute(path: Path, timeout: int = 600):
+        notebook = nbformat.read(path, as_version=4)
+        NotebookClient(notebook, timeout=timeout, kernel_name="python3").execute()
+        return notebook
+
+    return execute

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -44,11 +43,8 @@ def test_bench_table_and_bad_arguments(tiny_gemma2_model):
 
 
 @pytest.mark.slow
-def test_bench_json_on_the_default_model(real_model_dir, tmp_path):
-    # `default` resolves through the cache: point it at this run's export of the 270M.
-    (tmp_path / "gemma-3-270m-fp32").symlink_to(real_model_dir, target_is_directory=True)
-    env = {**os.environ, "GEMMA_NB_CACHE": str(tmp_path)}
+def test_bench_json_on_the_default_model(default_model_cache):
     result = bench("default", "--prompt-tokens", "128,512", "--new-tokens", "32", "--repeat",
-                   "1", "--json", env=env)
+                   "1", "--json")
     assert result.returncode == 0, result.stderr
     check_report(json.loads(result.stdout), [128, 512], 32)

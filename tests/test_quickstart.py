@@ -11,18 +11,8 @@ pytestmark = pytest.mark.slow
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "quickstart.ipynb"
 
 
-def test_quickstart_notebook_executes(real_model_dir, tmp_path, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-
-    # Reuse this run's export of the default model: the cache holds it under its usual name.
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "gemma-3-270m-fp32").symlink_to(real_model_dir, target_is_directory=True)
-    monkeypatch.setenv("GEMMA_NB_CACHE", str(cache))
-
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+def test_quickstart_notebook_executes(default_model_cache, execute_notebook):
+    notebook = execute_notebook(NOTEBOOK)
     outputs = ["".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                        for o in cell.get("outputs", []))
                for cell in notebook.cells if cell.cell_type == "code"]

@@ -14,18 +14,8 @@ NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "chat.ipynb"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def test_chat_notebook_executes(real_model_dir, tmp_path, monkeypatch):
-    import nbformat
-    from nbclient import NotebookClient
-
-    # Reuse this run's export of the default model: the cache holds it under its usual name.
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "gemma-3-270m-fp32").symlink_to(real_model_dir, target_is_directory=True)
-    monkeypatch.setenv("GEMMA_NB_CACHE", str(cache))
-
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3").execute()
+def test_chat_notebook_executes(default_model_cache, execute_notebook):
+    notebook = execute_notebook(NOTEBOOK)
     cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     errors = [o for cell in cells for o in cell.outputs if o.output_type == "error"]
     assert not errors, errors
