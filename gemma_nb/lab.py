@@ -31,6 +31,7 @@ from typing import Any
 from .chat import format_chat
 from .display import extract_code
 from .errors import GemmaError
+from .exclusive import exclusive
 from .model import Model, load
 from .models import DEFAULT_MODEL, resolve_model
 
@@ -233,6 +234,8 @@ def run(request_json: str, emit: Callable[[Event], None] = _print_event) -> None
     emit({"event": "model", "name": model.path.name, "provider": model.provider,
           "load_s": round(model.load_s, 2)})
     try:
-        emit(_answer(model, request, emit))
+        waiting = {"event": "status", "message": "waiting for the model (a chat is answering)"}
+        with exclusive(model, on_wait=lambda: emit(waiting)):  # shared with chat and %%gemma
+            emit(_answer(model, request, emit))
     except GemmaError as exc:  # e.g. a cell longer than the context
         emit({"event": "error", "kind": "generation", "message": str(exc)})

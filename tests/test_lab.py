@@ -290,3 +290,22 @@ def test_real_model_explains_a_cell_in_words(real_model_dir):
     assert answer["event"] == "answer", events
     assert answer["text"].startswith("This cell") and len(answer["text"]) > len("This cell")
     assert "```" not in answer["text"]
+
+
+def test_a_command_waits_for_a_model_another_request_holds(loads):
+    import threading
+
+    from gemma_nb.exclusive import model_lock
+
+    run(request_json())  # loads the model the next command reuses
+    lock = model_lock(lab._loaded.model)
+    lock.acquire()  # a chat widget answering on the same model
+    events: list[dict] = []
+    command = threading.Thread(target=lab.run, args=(request_json(), events.append))
+    command.start()
+    command.join(0.5)
+    assert command.is_alive() and events[-1]["event"] == "status"
+    assert "waiting for the model" in events[-1]["message"]
+    lock.release()
+    command.join(10)
+    assert events[-1]["event"] == "answer"
