@@ -12,9 +12,7 @@ import pytest
 
 import gemma_nb
 from gemma_export import export
-from tiny_models import hf_to_gguf, make_tiny_gemma2, make_tiny_gemma3
-
-SLIDING_WINDOW = 8
+from tiny_models import SLIDING_WINDOW, hf_to_gguf, make_tiny_gemma2, make_tiny_gemma3
 
 
 @pytest.fixture(scope="session")

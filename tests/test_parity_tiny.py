@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gemma_nb
-from conftest import SLIDING_WINDOW
+from tiny_models import SLIDING_WINDOW
 from gemma_nb.kv_cache import KVCache
 from tiny_models import reference_greedy, reference_logits
 

@@ -33,6 +33,7 @@ PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3
 START_OF_TURN, END_OF_TURN = "<start_of_turn>", "<end_of_turn>"
 # "<table>" is a non-special user-defined piece, like Gemma's HTML-tag pieces: it ends up
 # USER_DEFINED in the GGUF while the two chat markers end up CONTROL, so both types are exercised.
+SLIDING_WINDOW = 8  # of the tiny fixtures: sequences run to 8x it
 USER_SYMBOLS = [START_OF_TURN, END_OF_TURN, "<table>"]
 # Pieces HF's Gemma tokenizer_config marks "special": llama.cpp's converter types them CONTROL.
 SPECIAL_ADDED = frozenset({START_OF_TURN, END_OF_TURN})
