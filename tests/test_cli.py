@@ -26,9 +26,13 @@ TIMINGS = re.compile(r"\[\d+ prompt tokens, [\d.]+ tok/s; \d+ generated, [\d.]+ 
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gemma_nb.cli", *args], capture_output=True,
-                          text=True, encoding="utf-8", timeout=300,
-                          env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})})
+    """Run the CLI; stdout/stderr decoded as written (text mode would turn a generated "\r"
+    into "\n")."""
+    result = subprocess.run([sys.executable, "-m", "gemma_nb.cli", *args], capture_output=True,
+                            timeout=300,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8", **(env or {})})
+    result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
+    return result
 
 
 def assert_one_clear_line(result: subprocess.CompletedProcess) -> str:

