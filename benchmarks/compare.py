@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +47,7 @@ PEERS_PYTHON = "/tmp/peers-venv/bin/python"
 LLAMA_QUANTS = ("Q4_K_M", "Q6_K", "Q8_0")
 OUR_DTYPES = ("int4", "int8", "gguf", "fp16", "fp32")
 PROBE_BYTES = 1536 * 2**20
+DEFAULT_QUIET = 0.3  # CPUs' worth of other processes' work that still counts as quiet
 # The sentence gemma-nb bench repeats for its prompt (gemma_nb/bench.py), so all share one prompt.
 PROMPT_TEXT = "The quick brown fox jumps over the lazy dog while the cat watches from the window. "
 
@@ -193,7 +196,7 @@ def bandwidth_probe(threads: int, tries: int = 7) -> dict:
     """Best read bandwidth over a 1.5 GiB array, summed by `threads` threads (numpy, GIL free)."""
     code = f"""
 import json, threading, time, numpy as np
-a = np.ones({PROBE_BYTES} // 4, dtype=np.float32)
+a = np.ones({PROBE_BYTES} // 4, dtype=np.int32)  # int32 max: plain SIMD, no NaN checks
 parts = np.array_split(a, {threads})
 best = 0.0
 for _ in range({tries}):
@@ -255,6 +258,14 @@ def _numel(dims) -> int:
     return n
 
 
+def kv_bytes(source: str, tokens: int) -> int:
+    """A float32 KV cache for `tokens` positions (keys and values, every layer)."""
+    from gemma_export.gguf_source import GGUFSource
+
+    cfg = GGUFSource(Path(source)).config
+    return 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * tokens * 4
+
+
 def parameter_count(source: str) -> int:
     from gguf import GGUFReader
 
@@ -292,17 +303,66 @@ def entries(suite: Suite, peers_python: str, prompt_file: Path, args) -> list[En
     return [e for e in out if only is None or e.runtime in only]
 
 
-def measure(entry: Entry) -> dict:
+def warm_page_cache(path: Path) -> None:
+    """Read the model's files once, so load time measures loading, not the disk."""
+    for f in [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()):
+        with open(f, "rb", buffering=0) as fh:
+            while fh.read(16 << 20):
+                pass
+
+
+def measure(entry: Entry, quiet: float, max_wait: float) -> dict:
+    warm_page_cache(Path(entry.path))
+    waited = wait_for_quiet(quiet, max_wait)
     before = load_average()
-    started = time.perf_counter()
+    cpu0, child0, started = cpu_jiffies(), children_cpu_s(), time.perf_counter()
     try:
         report = last_json(run(entry.command))
     except RuntimeError as exc:
         report = {"error": str(exc)[-1500:]}
+    wall = time.perf_counter() - started
     return {"runtime": entry.runtime, "label": entry.label, "path": entry.path,
             "command": " ".join(entry.command), "load_average_before": before,
-            "load_average_after": load_average(), "wall_s": time.perf_counter() - started,
-            **weight_facts(entry.path), "report": report}
+            "load_average_after": load_average(), "wall_s": wall, "waited_s": waited,
+            "others_cpus": others_cpus(cpu0, child0, wall), **weight_facts(entry.path),
+            "report": report}
+
+
+# ---- how busy the shared machine is -----------------------------------------------------------
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def others_cpus(cpu0: tuple[int, int], child0: float, wall: float) -> float:
+    """CPUs' worth of work by other processes while our subprocess ran (0 = quiet machine)."""
+    busy, _ = cpu_jiffies()
+    ticks = os.sysconf("SC_CLK_TCK")
+    mine = children_cpu_s() - child0
+    return max(0.0, ((busy - cpu0[0]) / ticks - mine) / wall)
+
+
+def busy_cpus(seconds: float = 2.0) -> float:
+    busy0, total0 = cpu_jiffies()
+    time.sleep(seconds)
+    busy1, total1 = cpu_jiffies()
+    return os.cpu_count() * (busy1 - busy0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(threshold: float, max_wait: float) -> float:
+    """Wait (up to max_wait s) until other processes use under `threshold` CPUs."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_wait and busy_cpus() > threshold:
+        pass
+    return time.perf_counter() - start
 
 
 def run_suite(suite: Suite, args) -> dict:
@@ -315,12 +375,14 @@ def run_suite(suite: Suite, args) -> dict:
               "source": suite.source, "parameters": parameter_count(suite.source),
               "prompt_tokens": len(prompt), "new_tokens": args.new_tokens,
               "threads": args.threads, "repeat": args.repeat, "rounds": args.rounds,
+              "quiet": args.quiet,
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "kv_bytes_fp32": kv_bytes(suite.source, len(prompt) + args.new_tokens),
               "bandwidth": [], "rows": []}
     for round_no in range(args.rounds):  # rounds interleave the runtimes: A B C, A B C, ...
         result["bandwidth"].append(bandwidth_probe(args.threads))
         for entry in entries(suite, args.peers_python, prompt_file, args):
-            row = {"round": round_no, **measure(entry)}
+            row = {"round": round_no, **measure(entry, args.quiet, args.max_wait)}
             if entry.runtime == "gemma-nb":  # gemma-nb bench makes its prompt with its tokenizer
                 row["same_prompt"] = same_prompt(Path(entry.path), prompt)
             result["rows"].append(row)
@@ -339,7 +401,7 @@ def summary_line(row: dict) -> dict:
             "prefill": round(r["prefill_tok_s"]["median"], 1),
             "decode": round(r["decode_tok_s"]["median"], 2),
             "peak_rss_MiB": round((rep.get("peak_rss_bytes") or 0) / 2**20),
-            "load_avg": row["load_average_before"]}
+            "others_cpus": round(row["others_cpus"], 2), "waited_s": round(row["waited_s"])}
 
 
 STATS = ("prefill_tok_s", "time_to_first_token_s", "decode_tok_s")
@@ -351,14 +413,20 @@ def aggregate(result: dict) -> list[dict]:
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in result["rows"]:
         groups.setdefault((row["runtime"], row["label"]), []).append(row)
+    limit = result.get("quiet", DEFAULT_QUIET)
     out = []
     for (runtime, label), rows in groups.items():
-        ok = [r["report"] for r in rows if "error" not in r["report"]]
+        good = [r for r in rows if "error" not in r["report"]]
+        quiet = [r for r in good if (r.get("others_cpus") or 0) <= limit]
+        kept = quiet or good  # rounds another process disturbed are dropped, if any is left
+        ok = [r["report"] for r in kept]
+        disturbed = bool(good) and not quiet
         line = {"runtime": runtime, "label": label, "path": rows[0]["path"],
                 "file_bytes": rows[0]["file_bytes"], "read_per_token": rows[0]["read_per_token"],
-                "load_avg": [r["load_average_before"].split()[0] for r in rows],
+                "others": [(r.get("others_cpus"), r in kept) for r in rows],
                 "same_prompt": all(r.get("same_prompt", True) for r in rows),
                 "errors": [r["report"]["error"] for r in rows if "error" in r["report"]],
+                "disturbed": disturbed,
                 "rounds_ok": len(ok)}
         if ok:
             runs = [rep["runs"][0] for rep in ok]
@@ -408,7 +476,10 @@ def suite_table(result: dict) -> list[str]:
     params = result["parameters"]
     rounds = result.get("rounds", 1)
     how = (f"{rounds} rounds (the runtimes interleaved) x 1 warm-up + {result['repeat']} runs: "
-           "min / **median of the rounds' medians** / max" if rounds > 1 else
+           "min / **median of the rounds' medians** / max over the rounds kept (a round is "
+           "dropped when other processes used more than "
+           f"{result.get('quiet', DEFAULT_QUIET)} CPUs during it and a quieter round exists)"
+           if rounds > 1 else
            f"1 warm-up + {result['repeat']} runs: min / **median** / max")
     lines = [f"## {result['title']}", "", result["note"], "",
              f"Prompt {result['prompt_tokens']} tokens, {result['new_tokens']} new tokens "
@@ -418,34 +489,44 @@ def suite_table(result: dict) -> list[str]:
              + ", ".join(f"{b['read_GB_s']:.1f}" for b in result["bandwidth"]) + " GB/s. "
              f"Run started {result['started']}.", "",
              ("| runtime | weights | file | bits/weight | load s | prefill tok/s | first token s "
-              "| decode tok/s | bound tok/s | % of bound | peak RSS | load avg |"),
+              "| decode tok/s | bound tok/s | % of bound | peak RSS | others' CPUs |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes: list[str] = []
     for line in aggregate(result):
         size = f"{line['file_bytes'] / 1e9:.2f} GB"
         bits = f"{8 * line['file_bytes'] / params:.2f}"
         bound = bw / line["read_per_token"]
-        load_avg = ", ".join(line["load_avg"])
+        others = ", ".join(("?" if o is None else f"{o:.2f}") + ("" if kept else " (dropped)")
+                           for o, kept in line["others"])
         head = f"| {line['runtime']} | {line['label']} | {size} | {bits} |"
         for err in line["errors"]:
             notes.append(f"{line['runtime']} {line['label']} failed once: "
                          f"{err.strip().splitlines()[-1][:200]}")
         if not line["rounds_ok"]:
-            lines.append(f"{head} failed | | | | | | | {load_avg} |")
+            lines.append(f"{head} failed | | | | | | | {others} |")
             continue
         if not line["same_prompt"]:
             notes.append(f"{line['runtime']} {line['label']}: its tokenizer gave another prompt")
+        if line["disturbed"]:
+            notes.append(f"{line['runtime']} {line['label']}: every round was disturbed by "
+                         "other processes; left out of the ratios and targets")
         rss = line["peak_rss_bytes"]
         lines.append(
             f"{head} {line['load_s']:.2f} | {fmt3(line['prefill_tok_s'])} | "
             f"{fmt3(line['time_to_first_token_s'], 2)} | {fmt3(line['decode_tok_s'], 2)} | "
             f"{bound:.1f} | {100 * line['decode_tok_s']['median'] / bound:.0f}% | "
-            f"{rss / 2**30:.2f} GiB | {load_avg} |")
-    return lines + [""] + [f"- {n}" for n in notes] + ratio_lines(result) + [""]
+            f"{rss / 2**30:.2f} GiB | {others} |")
+    return (lines + [""] + [f"- {n}" for n in notes] + ratio_lines(result)
+            + target_lines(result) + [""])
+
+
+def comparable(result: dict) -> list[dict]:
+    """Aggregated lines with at least one measured, undisturbed round."""
+    return [line for line in aggregate(result) if line["rounds_ok"] and not line["disturbed"]]
 
 
 def ratio_lines(result: dict) -> list[str]:
-    ok = [line for line in aggregate(result) if line["rounds_ok"]]
+    ok = comparable(result)
     ours = [line for line in ok if line["runtime"] == "gemma-nb"]
     peers = [line for line in ok if line["runtime"] != "gemma-nb"]
     if not ours or not peers:
@@ -461,6 +542,38 @@ def ratio_lines(result: dict) -> list[str]:
             parts.append(f"{word} {typical(o, key) / typical(peer, key):.2f}x "
                          f"({peer['runtime']} {peer['label']})")
         lines.append(f"- gemma-nb {o['label']}: " + ", ".join(parts))
+    return lines
+
+
+def target_lines(result: dict) -> list[str]:
+    """Issue #4's acceptance figures for each gemma-nb row, met or missed and by how much."""
+    ok = comparable(result)
+    peers = [line for line in ok if line["runtime"] != "gemma-nb"]
+    llama = [line for line in peers if line["runtime"] == "llama.cpp"]
+    bw = max(b["read_GB_s"] for b in result["bandwidth"]) * 1e9
+    lines = []
+    for o in (line for line in ok if line["runtime"] == "gemma-nb"):
+        checks = []
+        if peers:
+            best = max(typical(p, "decode_tok_s") for p in peers)
+            checks.append(("decode >= 1.2x the faster peer", typical(o, "decode_tok_s"),
+                           1.2 * best, "tok/s"))
+        if llama:
+            best = max(typical(p, "prefill_tok_s") for p in llama)
+            checks.append(("prefill >= 3x llama.cpp", typical(o, "prefill_tok_s"), 3 * best,
+                           "tok/s"))
+        checks.append(("decode >= 70% of the bandwidth bound", typical(o, "decode_tok_s"),
+                       0.7 * bw / o["read_per_token"], "tok/s"))
+        if result["suite"] == "2b" and o["label"].startswith("int4"):
+            checks.append(("load <= 2 s", -o["load_s"], -2.0, "s"))
+        if "kv_bytes_fp32" in result:
+            limit = o["file_bytes"] + result["kv_bytes_fp32"] + 300e6
+            checks.append(("peak RSS <= file + KV (fp32) + 300 MB", -o["peak_rss_bytes"] / 1e9,
+                           -limit / 1e9, "GB"))
+        lines += ["", f"Issue #4 targets, gemma-nb {o['label']} (medians):", ""]
+        for name, value, target, unit in checks:
+            verdict = "met" if value >= target else f"missed by {abs(target - value):.2f} {unit}"
+            lines.append(f"- {name}: {abs(value):.2f} against {abs(target):.2f} {unit}: {verdict}")
     return lines
 
 
@@ -492,10 +605,30 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
         "- **decode tok/s**: new tokens - 1 greedy steps after the first token.",
         "- **peak RSS**: the process's VmHWM, loading included.",
         ("- **bound tok/s**: read bandwidth (probe) / weight bytes a decode step reads "
-        "(every tensor except an untied embedding table; the KV cache is not counted). "
+        "(every tensor except what is only looked up by row: an untied embedding table, "
+        "RoPE cos/sin caches; the KV cache is not counted). "
         "**bits/weight**: 8 x file bytes / parameters of the source model."),
-        ("- **load avg**: /proc/loadavg (1, 5, 15 min) just before the run. The machine is "
-        "shared; compare rows of one run with each other, not with other days."), "",
+        ("- **others' CPUs**: CPUs' worth of work other processes did while the run's process "
+        "ran, per round (from /proc/stat minus the run's own CPU time). The machine is shared "
+        "and has 2 CPUs: with 2 threads, anything above ~0.2 slows a run, and decode, which "
+        "synchronizes its threads many times a token, suffers most. Before each run the "
+        "script waits (up to --max-wait) for other processes to use under --quiet CPUs."), "",
+        "## Reproduce", "",
+        "```",
+        ("bash benchmarks/build_peers.sh /tmp/peers-venv   # llama-cpp-python 0.3.36 from source "
+        "(AMX off), onnxruntime-genai 0.18.0"),
+        "python benchmarks/make_gemma2_2b_gguf.py /tmp/g2b-f16.gguf --type F16",
+        "python benchmarks/compare.py --suite 2b --prepare --rounds 2",
+        "python benchmarks/compare.py --suite 270m --prepare --rounds 3",
+        "```", "",
+        ("`--prepare` makes what is missing under /tmp/peers: `g2b-{Q4_K_M,Q6_K,Q8_0}.gguf` "
+         "(llama.cpp's `llama_model_quantize` on the F16 file), `g2b-hf/` and `g270-hf/` "
+         "(`benchmarks/gguf_to_hf.py`), `og2b-int4/` and `og270-int4/` (onnxruntime-genai's "
+         "builder, `-p int4 -e cpu`, through `benchmarks/ort_genai_build.py`), "
+         "`ours-g2b-int4/` and `ours-g270-int4/` (`gemma-nb export SRC -o OUT --dtype int4`). "
+         "Results are kept in /tmp/peers/results/*.json; `--docs-only` rewrites this page "
+         "from them. Other models: `--llama LABEL=GGUF`, `--ortgenai LABEL=FOLDER`, "
+         "`--ours DTYPE=FOLDER[@SRC]`."), "",
         "## Machine", "",
         (f"- CPU: {m['model']}, {m['cpus']} CPUs ({m['threads_per_core']} thread(s) per core), "
         f"{m['memory_GiB']} GiB RAM, Linux {m['kernel']}, Python {m['python']}"),
@@ -529,6 +662,18 @@ NOTES = [
 
 # ---- main -------------------------------------------------------------------------------------
 
+def appended(old: dict, new: dict) -> dict:
+    """The saved suite with the new run's rounds added after its own."""
+    first = 1 + max((r.get("round", 0) for r in old["rows"]), default=-1)
+    for row in new["rows"]:
+        row["round"] = first + row["round"]
+    old["rows"] += new["rows"]
+    old["bandwidth"] += new["bandwidth"]
+    old["rounds"] = old.get("rounds", 1) + new["rounds"]
+    old["started"] += ", " + new["started"]
+    return old
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -546,10 +691,17 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=1,
                     help="run every model this many times, the runtimes interleaved")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quiet", type=float, default=DEFAULT_QUIET,
+                    help="wait before each run until other processes use under this many "
+                         "CPUs; rounds busier than that are dropped when a quieter one exists")
+    ap.add_argument("--max-wait", type=float, default=120,
+                    help="... but at most this many seconds (0: never wait)")
     ap.add_argument("--peers-python", default=PEERS_PYTHON)
     ap.add_argument("--work-dir", type=Path, default=WORK)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md")
     ap.add_argument("--docs-only", action="store_true", help="rewrite the docs from saved results")
+    ap.add_argument("--append", action="store_true",
+                    help="add this run's rounds to the suite's saved results")
     ap.add_argument("--no-docs", action="store_true")
     return ap.parse_args()
 
@@ -570,7 +722,10 @@ def main() -> None:
                 raise SystemExit(f"--ours labels start with an export dtype "
                                  f"({', '.join(OUR_DTYPES)}), e.g. int4 or int4-b128")
             result = run_suite(suite, args)
-            (results_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+            saved = results_dir / f"{name}.json"
+            if args.append and saved.exists():
+                result = appended(json.loads(saved.read_text()), result)
+            saved.write_text(json.dumps(result, indent=1))
     if not args.no_docs:
         saved = [json.loads((results_dir / f"{n}.json").read_text())
                  for n in ("2b", "270m") if (results_dir / f"{n}.json").exists()]
