@@ -515,7 +515,7 @@ def suite_table(result: dict) -> list[str]:
             f"{head} {line['load_s']:.2f} | {fmt3(line['prefill_tok_s'])} | "
             f"{fmt3(line['time_to_first_token_s'], 2)} | {fmt3(line['decode_tok_s'], 2)} | "
             f"{bound:.1f} | {100 * line['decode_tok_s']['median'] / bound:.0f}% | "
-            f"{rss / 2**30:.2f} GiB | {others} |")
+            f"{rss / 1e9:.2f} GB | {others} |")
     return (lines + [""] + [f"- {n}" for n in notes] + ratio_lines(result)
             + target_lines(result) + [""])
 
@@ -653,6 +653,10 @@ NOTES = [
     ("- onnxruntime-genai's GroupQueryAttention refuses a KV cache shorter than the sliding "
     "window, so its `max_length` is max(prompt + new tokens, window): 4096 for the 2B shape, "
     "which it allocates up front (counted in its peak RSS)."),
+    ("- Preparing costs (2 CPUs): llama.cpp quantizes the 2B F16 in 1.5-6 min per type; "
+     "onnxruntime-genai's builder takes about 4 min and peaks at about 19 GB RSS on the 2B "
+     "(it loads the fp16 HF model and builds fp32 before quantizing); `gemma-nb export "
+     "--dtype int4` about 6 min at 4.5 GB."),
     ("- The HF folders the builder reads come from `benchmarks/gguf_to_hf.py` (norms stored as "
     "1 + w in GGUF are written back as w). On the 270M, transformers on that folder and "
     "llama.cpp on the GGUF give the same greedy tokens."),
