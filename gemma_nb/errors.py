@@ -1,6 +1,6 @@
 """Exceptions the library raises; the CLI and the magic turn each into one line for the user."""
 
-__all__ = ["GemmaError", "ModelFolderError", "ContextLengthError"]
+__all__ = ["GemmaError", "ModelFolderError", "ContextLengthError", "MissingDependencyError"]
 
 
 class GemmaError(Exception):
@@ -13,3 +13,8 @@ class ModelFolderError(GemmaError):
 
 class ContextLengthError(GemmaError):
     """A prompt (plus the tokens asked for) does not fit in the model's context."""
+
+
+class MissingDependencyError(GemmaError):
+    """An optional piece (pandas, matplotlib, ipywidgets, Dask) is not installed; the message
+    names the extra that brings it."""

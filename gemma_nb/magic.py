@@ -147,7 +147,7 @@ class GemmaMagics(Magics):
 
         task = mmlu(n=args.n, seed=args.seed, subjects=list(args.subjects) or None,
                     shots=args.shots, source=args.source)
-        return evaluate(self._ensure_model(), task)
+        return evaluate(self._ensure_model(), task, cluster=args.cluster)
 
     def _info(self) -> str:
         if self.model is None:

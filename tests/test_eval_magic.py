@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -14,9 +15,10 @@ from gemma_nb.magic_args import EvalArgs, LineCommand, MagicArgumentError, line_
 
 def test_every_option_is_parsed():
     line = ("eval mmlu --n 100 --shots 5 --subjects anatomy 'high school physics' --seed 3 "
-            "--source data.jsonl")
+            "--source data.jsonl --cluster tcp://10.0.0.5:8786")
     assert parse_line(line) == LineCommand("eval", eval=EvalArgs(
-        "mmlu", 100, 5, ("anatomy", "high school physics"), 3, "data.jsonl"))
+        "mmlu", 100, 5, ("anatomy", "high school physics"), 3, "data.jsonl",
+        "tcp://10.0.0.5:8786"))
 
 
 def test_defaults_and_all_items():
@@ -85,3 +87,12 @@ def test_data_errors_are_one_usage_line(shell, magics, data, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("UsageError: %gemma: no items of subject(s) 'astrology'")
+
+
+def test_a_cluster_without_dask_is_one_usage_line(shell, magics, data, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if Dask were not installed
+    shell.run_cell(f"%gemma eval mmlu --n 2 --source {data} --cluster local")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("UsageError: %gemma: running on a cluster needs Dask's distributed")
+    assert "pip install 'gemma-nb[cluster]'" in err

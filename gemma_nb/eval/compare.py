@@ -41,14 +41,15 @@ def _named(models: Mapping[str, Any] | Sequence[Any]) -> list[tuple[str, Any]]:
 
 
 def compare(models: Mapping[str, Any] | Sequence[Any], task: Any, *,
-            progress: bool = True) -> Comparison:
-    """Evaluate each model (or take its Report) on `task`; the first is the reference."""
+            progress: bool = True, cluster: Any = None) -> Comparison:
+    """Evaluate each model (or take its Report) on `task`; the first is the reference.
+    `cluster`: as in `evaluate`, for every model."""
     named = _named(models)
     if len(named) < 2:
         raise ValueError(f"compare needs at least two models, got {len(named)}")
     reports: dict[str, Report] = {}
     for name, m in named:
-        report = m if isinstance(m, Report) else evaluate(m, task, progress=progress)
+        report = m if isinstance(m, Report) else evaluate(m, task, progress=progress, cluster=cluster)
         reports[name] = report
         if report.interrupted:  # the next models score only the items this one finished
             done = {r["id"] for r in report.records}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import GemmaError
+from ..errors import GemmaError, MissingDependencyError
 
 __all__ = ["EvalDataError", "MissingColumnError", "EmptyChoicesError", "AnswerNotInChoicesError",
            "UnknownSubjectError", "NotEnoughExamplesError", "DatasetUnavailableError",
@@ -35,7 +35,3 @@ class NotEnoughExamplesError(EvalDataError):
 
 class DatasetUnavailableError(GemmaError):
     """A data source cannot be reached: offline without a cached copy, or a package missing."""
-
-
-class MissingDependencyError(GemmaError):
-    """A notebook-only piece (pandas, matplotlib, ipywidgets) is not installed."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import closing, nullcontext
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from .report import Report
 from .scoring import choice_distribution, encode_pair, loglikelihoods
 from .tasks import GenerationTask, MultipleChoiceTask
 
-__all__ = ["evaluate", "score_item", "model_name"]
+__all__ = ["evaluate", "score_item", "records_for", "model_name"]
 
 
 def model_name(model: Any) -> str:
@@ -72,15 +73,37 @@ def _solve_batch(model: Any, task: GenerationTask, problems: list[Problem]
     return records
 
 
-def _scored(model: Any, task: MultipleChoiceTask | GenerationTask, batch_size: int
-            ) -> Iterator[list[dict[str, Any]]]:
-    """Records as they are made: one item at a time, or one generation batch at a time."""
+def records_for(model: Any, task: MultipleChoiceTask | GenerationTask, start: int, stop: int
+                ) -> list[dict[str, Any]]:
+    """The records of `task.items[start:stop]`: multiple choice item by item, generation in one
+    `generate_batch`. Also a cluster task (`gemma_nb.cluster`): plain arguments in, records out."""
     if isinstance(task, GenerationTask):
-        for i in range(0, len(task.items), batch_size):
-            yield _solve_batch(model, task, list(task.items[i : i + batch_size]))
-    else:
-        for item in task.items:
-            yield [score_item(model, task, item)]
+        return _solve_batch(model, task, list(task.items[start:stop]))
+    return [score_item(model, task, item) for item in task.items[start:stop]]
+
+
+def _chunks(task: MultipleChoiceTask | GenerationTask, size: int) -> list[tuple[int, int]]:
+    return [(i, min(i + size, len(task.items))) for i in range(0, len(task.items), size)]
+
+
+def _scored(model: Any, task: MultipleChoiceTask | GenerationTask, batch_size: int
+            ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(chunk position, records) in this process: one item at a time for multiple choice (the
+    progress bar moves per item), one generation batch at a time."""
+    size = batch_size if isinstance(task, GenerationTask) else 1
+    for position, (start, stop) in enumerate(_chunks(task, size)):
+        yield position, records_for(model, task, start, stop)
+
+
+def _scored_on(cluster: Any, model: Any, task: MultipleChoiceTask | GenerationTask,
+               batch_size: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(chunk position, records) from the cluster's workers, in the order chunks finish;
+    `batch_size` items per chunk (generation batches as in this process). Connects now: a
+    cluster that cannot be reached is an error before any progress bar."""
+    from ..cluster import ModelRef, completed, connect
+
+    return completed(connect(cluster), ModelRef.of(model), records_for, task,
+                     _chunks(task, batch_size))
 
 
 def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
@@ -91,31 +114,39 @@ def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
 
 
 def evaluate(model: Any, task: MultipleChoiceTask | GenerationTask, *, progress: bool = True,
-             batch_size: int = 8) -> Report:
+             batch_size: int = 8, cluster: Any = None) -> Report:
     """Score every item of `task` with `model`; a Report of the items done, all of them unless
-    interrupted. `batch_size` applies to generation tasks (prompts per `generate_batch`)."""
-    records: list[dict[str, Any]] = []
+    interrupted. `batch_size` applies to generation tasks (prompts per `generate_batch`) and to
+    a cluster's chunks. `cluster` runs the items on Dask workers instead of this process:
+    "local", a scheduler address, a `distributed.Client` (see `gemma_nb.cluster`)."""
+    # Here, the lock the magic and the chat widget take; on a cluster, the workers' own models.
+    scored = (_scored(model, task, batch_size) if cluster is None
+              else _scored_on(cluster, model, task, batch_size))
+    chunks: dict[int, list[dict[str, Any]]] = {}
     kind = "generation" if isinstance(task, GenerationTask) else "multiple_choice"
     bar = _progress_bar(len(task.items), task.name, progress)
     start = time.perf_counter()
     interrupted = False
-    right = 0
+    done = right = 0
 
     def waiting() -> None:
         bar.set_description(f"{task.name} (waiting: the model is answering another request)")
 
     try:
-        with exclusive(model, on_wait=waiting):  # the lock the magic and the chat widget take
+        with exclusive(model, on_wait=waiting) if cluster is None else nullcontext(), \
+                closing(scored):
             bar.set_description(task.name)
-            for batch in _scored(model, task, batch_size):
-                records += batch
+            for position, batch in scored:
+                chunks[position] = batch
+                done += len(batch)
                 right += sum(r["correct"] for r in batch)
-                bar.set_postfix(acc=f"{right / len(records):.3f}", refresh=False)
+                bar.set_postfix(acc=f"{right / done:.3f}", refresh=False)
                 bar.update(len(batch))
     except KeyboardInterrupt:  # keep what was scored; the model holds no state between items
         interrupted = True
     finally:
         bar.close()
+    records = [r for position in sorted(chunks) for r in chunks[position]]
     return Report(task=task.name, model=model_name(model), kind=kind, records=records,
                   planned=len(task.items), elapsed_s=time.perf_counter() - start,
                   interrupted=interrupted)
