@@ -53,3 +53,5 @@ def test_evaluate_notebook_executes(mmlu_wheel, default_model_cache, real_int4_d
     assert "agreement" in text[10] and "int4" in text[10]
     assert "capitals and facts" in text[11]
     assert re.search(r"accuracy <b>0\.\d{3}</b> .*, \d+/10 items", text[12])  # %gemma eval
+    assert "same predictions as in the kernel: True" in text[13]  # on Dask workers
+    assert re.search(r"accuracy <b>0\.\d{3}</b> .*, \d+/40 items", text[13])
