@@ -16,7 +16,8 @@ from typing import Any
 from ..errors import GemmaError, MissingDependencyError
 from ..session import physical_cores
 
-__all__ = ["ClusterError", "LOCAL", "connect", "distributed_module", "local_client", "close_local_cluster"]
+__all__ = ["ClusterError", "LOCAL", "connect", "distributed_module", "local_client",
+           "close_local_cluster"]
 
 LOCAL = "local"
 CONNECT_TIMEOUT_S = 10  # a scheduler that does not answer within this is reported, not waited on

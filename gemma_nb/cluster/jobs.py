@@ -3,9 +3,9 @@
 The shared part of a job (the task's items and prompts, the sampling settings) is scattered to
 the workers once; each chunk is one Dask task naming only its slice. A worker that dies takes
 its unfinished chunks with it, and Dask's scheduler runs them again on another worker (up to
-`distributed.scheduler.allowed-failures` times); a chunk's result is taken once, by its
-position, and released, so nothing is lost, counted twice, or computed again. Leaving the iteration early (Ctrl-C, an error in
-a chunk, `close()`) cancels every chunk not yet done.
+`distributed.scheduler.allowed-failures` times). A chunk's result is taken once, by its
+position, and released: nothing is lost, counted twice, or computed again. Leaving the
+iteration early (Ctrl-C, an error in a chunk, `close()`) cancels every chunk not yet done.
 """
 
 from __future__ import annotations
