@@ -18,6 +18,7 @@ import pytest
 
 import gemma_nb
 from gemma_nb.cluster import ModelRef, close_local_cluster, completed, local_client
+from gemma_nb.cluster.clients import WORKER_ENV
 from gemma_nb.cluster.folder import share_folder
 from gemma_nb.cluster.worker import loaded_models, sees_folder
 from gemma_nb.eval import evaluate, mmlu
@@ -28,6 +29,9 @@ pytestmark = pytest.mark.slow
 N_ITEMS, SEED = 32, 0
 PROMPTS = [f"Write one word about the number {i}." for i in range(64)]
 WAIT_S = 180  # for the cluster to reach a state; a hang fails the test instead of the run
+
+
+ENV_BEFORE = dict(os.environ)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +54,10 @@ def job_states(dask_scheduler, prefix: str) -> dict[str, str]:
     """The scheduler's tasks of a job (by key prefix) that it still holds, and their states.
     A chunk whose result was taken is released, so it is gone from here."""
     return {k: ts.state for k, ts in dask_scheduler.tasks.items() if str(k).startswith(prefix)}
+
+
+def environment_variable(name: str) -> str | None:
+    return os.environ.get(name)  # on the worker (os.environ.get itself would pickle ours)
 
 
 def wait_mid_run(client, prefix: str, chunks: int) -> int:
@@ -83,6 +91,12 @@ def test_map_over_64_prompts_on_two_workers_equals_the_in_process_run(client, re
     series = pd.Series(PROMPTS[:10], index=range(100, 110), name="prompt")
     answers = real_model.map(series, max_new_tokens=4, progress=False, cluster=client)
     assert list(answers.index) == list(series.index) and answers.name == "prompt"
+
+
+def test_the_workers_thread_settings_stay_out_of_this_process(client):
+    for name, value in WORKER_ENV.items():
+        assert os.environ.get(name) != value or ENV_BEFORE.get(name) == value
+        assert set(client.run(environment_variable, name).values()) == {value}
 
 
 def test_each_worker_loads_the_model_once_for_all_its_tasks(client, real_model):

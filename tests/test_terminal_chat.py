@@ -185,7 +185,7 @@ def test_only_the_main_thread_can_receive_ctrl_c(tiny_gemma2_model):
     # prompt now and then before the workers of numpy and onnxruntime were started deaf to it.
     script = (
         "import os, sys, gemma_nb\n"
-        "gemma_nb.load(sys.argv[1])\n"
+        "gemma_nb.load(sys.argv[1], threads=2)\n"  # an intra-op pool with a worker, always
         "for task in sorted(os.listdir('/proc/self/task')):\n"
         "    status = open(f'/proc/self/task/{task}/status').read()\n"
         "    mask = int(status.split('SigBlk:')[1].split()[0], 16)\n"

@@ -21,6 +21,7 @@ __all__ = ["ClusterError", "LOCAL", "connect", "distributed_module", "local_clie
 
 LOCAL = "local"
 CONNECT_TIMEOUT_S = 10  # a scheduler that does not answer within this is reported, not waited on
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 class ClusterError(GemmaError):
@@ -48,6 +49,8 @@ def local_client(n_workers: int | None = None) -> Any:
     physical core) of one thread each. Started on first use and kept, so the workers' loaded
     models serve every later call; asking for another worker count starts a new one."""
     distributed = distributed_module()
+    import dask.config  # installed with distributed
+
     n_workers = n_workers or physical_cores()
     with _local_guard:
         client = _local.get("client")
@@ -55,8 +58,13 @@ def local_client(n_workers: int | None = None) -> Any:
             return client
         close_local_cluster()
         # One thread per worker: a worker runs one chunk at a time, with ONNX Runtime on one core.
-        cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                           processes=True, dashboard_address=_dashboard())
+        # Dask's nannies would set the workers' thread variables in this process's own
+        # os.environ (its "pre-spawn-environ"), leaving the kernel and everything it starts
+        # later on one BLAS/OpenMP thread; they go to the workers alone instead.
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+            cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                               processes=True, dashboard_address=_dashboard(),
+                                               env=WORKER_ENV)
         _local.update(cluster=cluster, client=distributed.Client(cluster),
                       n_workers=n_workers)
         return _local["client"]
