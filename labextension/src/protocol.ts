@@ -35,7 +35,10 @@ export type ErrorKind =
   | 'no-model' // no model could be found or loaded
   | 'bad-request' // the request did not validate (settings out of range)
   | 'generation' // the model raised while answering
-  | 'kernel'; // the kernel raised outside gemma_nb.lab
+  | 'kernel' // the kernel raised outside gemma_nb.lab
+  | 'aborted' // the kernel replied 'aborted': it did not run the request
+  | 'no-answer' // the execution ended without a final event
+  | 'kernel-lost'; // the kernel restarted or died before replying
 
 export interface IStatusEvent {
   event: 'status';

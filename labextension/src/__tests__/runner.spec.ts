@@ -1,12 +1,23 @@
 import type { Kernel, KernelMessage } from '@jupyterlab/services';
 
 import { PREFIX, LabEvent } from '../protocol';
-import { runOnKernel } from '../runner';
+import { closingEvent, runOnKernel } from '../runner';
 
-/** A kernel whose execution publishes `messages` on iopub, then finishes. */
+type ReplyContent = KernelMessage.IExecuteReplyMsg['content'];
+
+/** An execute reply's content (the count does not matter here). */
+const replyOf = (content: object) =>
+  ({ execution_count: 1, ...content }) as ReplyContent;
+
+const OK = replyOf({ status: 'ok', user_expressions: {} });
+
+/**
+ * A kernel whose execution publishes `messages` on iopub, then replies with `reply` (null: the
+ * future is cancelled, as when the kernel restarts or dies).
+ */
 function fakeKernel(
   messages: Array<Partial<KernelMessage.IIOPubMessage>>,
-  fail = false
+  reply: ReplyContent | null = OK
 ) {
   const sent: KernelMessage.IExecuteRequestMsg['content'][] = [];
   const kernel = {
@@ -18,17 +29,28 @@ function fakeKernel(
           for (const msg of messages) {
             future.onIOPub(msg as KernelMessage.IIOPubMessage);
           }
-          if (fail) {
+          if (reply === null) {
             throw new Error(
               'Canceled future for execute_request message before replies were done'
             );
           }
+          return { content: reply };
         })
       };
       return future;
     }
   };
   return { kernel: kernel as unknown as Kernel.IKernelConnection, sent };
+}
+
+async function eventsOf(
+  messages: Array<Partial<KernelMessage.IIOPubMessage>>,
+  reply: ReplyContent | null = OK
+): Promise<LabEvent[]> {
+  const { kernel } = fakeKernel(messages, reply);
+  const events: LabEvent[] = [];
+  await runOnKernel(kernel, request, e => events.push(e));
+  return events;
 }
 
 const stream = (name: 'stdout' | 'stderr', text: string) => ({
@@ -89,10 +111,88 @@ describe('runOnKernel', () => {
     ]);
   });
 
-  it('rejects when the kernel goes away before answering', async () => {
-    const { kernel } = fakeKernel([], true);
-    await expect(runOnKernel(kernel, request, () => undefined)).rejects.toThrow(
-      'Canceled'
+  it('ends with an error when the kernel goes away before replying', async () => {
+    const events = await eventsOf(
+      [
+        stream('stdout', `${PREFIX}{"event": "status", "message": "loading"}\n`)
+      ],
+      null
+    );
+    expect(events.map(e => e.event)).toEqual(['status', 'error']);
+    expect(events[1]).toMatchObject({ kind: 'kernel-lost' });
+  });
+
+  it('ends with the error of a reply whose error message never came', async () => {
+    const events = await eventsOf(
+      [],
+      replyOf({
+        status: 'error',
+        ename: 'ImportError',
+        evalue: '\u001b[31mcannot import name lab\u001b[0m',
+        traceback: []
+      })
+    );
+    expect(events).toEqual([
+      {
+        event: 'error',
+        kind: 'kernel',
+        message: 'ImportError: cannot import name lab'
+      }
+    ]);
+  });
+
+  it('ends with an error when the kernel aborts the execution', async () => {
+    const events = await eventsOf([], replyOf({ status: 'aborted' }));
+    expect(events).toEqual([
+      expect.objectContaining({ event: 'error', kind: 'aborted' })
+    ]);
+  });
+
+  it('ends with an error when the execution printed no final event', async () => {
+    const events = await eventsOf([
+      stream('stdout', `${PREFIX}{"event": "progress", "tokens": 3}\n`),
+      stream('stdout', 'a library printing\n')
+    ]);
+    expect(events.map(e => e.event)).toEqual(['progress', 'error']);
+    expect(events[1]).toMatchObject({ kind: 'no-answer' });
+  });
+
+  it('adds nothing after a final event, whatever the reply', async () => {
+    const error = {
+      event: 'error',
+      kind: 'not-installed',
+      message: "No module named 'gemma_nb'"
+    };
+    expect(
+      await eventsOf([stream('stdout', `${PREFIX}${JSON.stringify(error)}\n`)])
+    ).toEqual([error]);
+    const answer = { event: 'answer', text: 'x', format: 'markdown' };
+    // An answer on a last line without its newline still counts.
+    expect(
+      await eventsOf(
+        [stream('stdout', `${PREFIX}${JSON.stringify(answer)}`)],
+        replyOf({
+          status: 'error',
+          ename: 'KeyboardInterrupt',
+          evalue: '',
+          traceback: []
+        })
+      )
+    ).toEqual([answer]);
+  });
+});
+
+describe('closingEvent', () => {
+  it('is null once a final event came', () => {
+    expect(closingEvent(OK, true)).toBeNull();
+    expect(closingEvent(null, true)).toBeNull();
+  });
+
+  it('turns every other end into an error event', () => {
+    expect(closingEvent(OK, false)?.kind).toBe('no-answer');
+    expect(closingEvent(null, false)?.kind).toBe('kernel-lost');
+    expect(closingEvent(replyOf({ status: 'aborted' }), false)?.kind).toBe(
+      'aborted'
     );
   });
 });
