@@ -3,7 +3,8 @@
  *
  * The extension holds no model logic. Each command sends the active cell to the notebook's
  * own kernel, where `gemma_nb.lab` loads the model (once), builds the prompt and streams
- * events back; this side shows progress in a notice and inserts the answer below the cell.
+ * events back; this side shows what runs in a notice (`CommandNotice`), the token count in the
+ * status bar, and inserts the answer below the cell.
  */
 
 import {
@@ -28,12 +29,13 @@ import { buildIcon, infoIcon, markdownIcon } from '@jupyterlab/ui-components';
 import { errorText } from './cells';
 import { highlightPromptCells } from './highlight';
 import {
-  doneMessage,
-  errorMessage,
   IModelState,
   kernelProblem,
-  progressMessage
+  outcome,
+  progressMessage,
+  startMessage
 } from './messages';
+import { CommandNotice } from './notice';
 import {
   Action,
   ACTIONS,
@@ -184,72 +186,62 @@ const plugin: JupyterFrontEndPlugin<void> = {
         temperature: settings.temperature
       };
       const label = cellLabel(panel.content, cell.model);
-      const id = Notification.emit(
-        progressMessage(action, label, 0),
-        'in-progress',
-        {
-          autoClose: false,
-          actions: [
-            {
-              label: 'Stop',
-              caption: 'Interrupt the kernel: keeps the answer so far',
-              callback: () => void kernel.interrupt()
-            }
-          ]
-        }
-      );
+      const working = startMessage(action, label);
+      const notice = new CommandNotice(working, () => void kernel.interrupt());
+      const busy = (tokens: number) => progressMessage(action, label, tokens);
 
-      let answer: IAnswerEvent | null = null;
-      let error: IErrorEvent | null = null;
+      // The final events (set in the callback: an object keeps TypeScript's narrowing honest).
+      const final: { answer: IAnswerEvent | null; error: IErrorEvent | null } =
+        { answer: null, error: null };
       const previous = states.get(panel);
-      setState(panel, previous ? { ...previous, busy: 'answering' } : null);
-      try {
-        await runOnKernel(kernel, request, event => {
-          switch (event.event) {
-            case 'status':
-              Notification.update({ id, message: `Gemma: ${event.message}` });
-              break;
-            case 'model':
-              setState(panel, {
-                name: event.name,
-                provider: event.provider,
-                tokensPerS: states.get(panel)?.tokensPerS ?? null,
-                busy: 'answering'
-              });
-              break;
-            case 'progress':
-              Notification.update({
-                id,
-                message: progressMessage(action, label, event.tokens)
-              });
-              break;
-            case 'answer':
-              answer = event;
-              break;
-            case 'error':
-              error = error ?? event;
-              break;
+      setState(panel, previous ? { ...previous, busy: busy(0) } : null);
+      await runOnKernel(kernel, request, event => {
+        switch (event.event) {
+          case 'status':
+            notice.replace(`Gemma: ${event.message}`);
+            break;
+          case 'model':
+            notice.replace(working);
+            setState(panel, {
+              name: event.name,
+              provider: event.provider,
+              tokensPerS: states.get(panel)?.tokensPerS ?? null,
+              busy: busy(0)
+            });
+            break;
+          case 'progress': {
+            notice.replace(working);
+            const state = states.get(panel);
+            if (state) {
+              setState(panel, { ...state, busy: busy(event.tokens) });
+            }
+            break;
           }
-        });
-      } catch {
-        error = {
-          event: 'error',
-          kind: 'kernel',
-          message: 'nothing: the kernel restarted or died before answering'
-        };
-      }
-      const state = states.get(panel);
-      if (state) {
-        setState(panel, { ...state, busy: null });
-      }
-      finish(panel.content, cell.model, id, answer, error, (a: IAnswerEvent) =>
+          case 'answer':
+            final.answer = event;
+            break;
+          case 'error':
+            final.error = final.error ?? event;
+            break;
+        }
+      });
+      const { answer, error } = final;
+      const end = outcome(answer, error);
+      if (answer && !error) {
         setState(panel, {
-          name: a.model,
-          provider: a.provider,
-          tokensPerS: a.tokens_per_s,
+          name: answer.model,
+          provider: answer.provider,
+          tokensPerS: answer.tokens_per_s,
           busy: null
-        })
-      );
+        });
+      } else {
+        const state = states.get(panel);
+        setState(panel, state ? { ...state, busy: null } : null);
+      }
+      if (answer && end.insert) {
+        insertAnswer(panel.content, cell.model, answer);
+      }
+      notice.end(end, details => void showErrorMessage('Gemma', details));
     };
 
     for (const action of ACTIONS) {
@@ -267,60 +259,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
   }
 };
-
-/** Report how a command ended, and insert its answer below the cell it ran on. */
-function finish(
-  notebook: Notebook,
-  cell: ICellModel,
-  id: string,
-  answer: IAnswerEvent | null,
-  error: IErrorEvent | null,
-  answered: (answer: IAnswerEvent) => void
-): void {
-  if (error) {
-    const details = error.message;
-    Notification.update({
-      id,
-      type: 'error',
-      message: errorMessage(error),
-      autoClose: false,
-      actions: [
-        {
-          label: 'Details',
-          callback: () => void showErrorMessage('Gemma', details)
-        }
-      ]
-    });
-    return;
-  }
-  if (!answer) {
-    Notification.update({
-      id,
-      type: 'error',
-      message: 'Gemma: the kernel finished without an answer.',
-      autoClose: false
-    });
-    return;
-  }
-  answered(answer);
-  if (!answer.text.trim()) {
-    Notification.update({
-      id,
-      type: 'warning',
-      message: 'Gemma: the model gave an empty answer; nothing was inserted.',
-      autoClose: 8000
-    });
-    return;
-  }
-  insertAnswer(notebook, cell, answer);
-  Notification.update({
-    id,
-    type: 'success',
-    message: doneMessage(answer),
-    autoClose: 4000,
-    actions: []
-  });
-}
 
 /** A new cell below `cell` (or at the end, if it was deleted meanwhile) with the answer. */
 function insertAnswer(

@@ -44,19 +44,82 @@ export function errorMessage(error: IErrorEvent): string {
       return `Gemma: check the settings: ${error.message}`;
     case 'generation':
       return `Gemma: the model failed: ${error.message}`;
+    case 'aborted':
+      return 'Gemma: the kernel aborted the command without running it: run it again.';
+    case 'no-answer':
+      return 'Gemma: the kernel finished without an answer: run the command again.';
+    case 'kernel-lost':
+      return 'Gemma: the kernel restarted or died before answering.';
     default:
       return `Gemma: the kernel raised ${error.message}`;
   }
 }
 
-/** The notice while the answer streams. */
+/** How a command ended: the notice that replaces its progress notice. */
+export interface IOutcome {
+  type: 'success' | 'warning' | 'error';
+  message: string;
+  /** The kernel's full text of an error (the notice's Details button), else null. */
+  details: string | null;
+  /** Milliseconds before the notice closes; false keeps it until the user closes it. */
+  autoClose: number | false;
+  /** Whether the answer goes into the notebook. */
+  insert: boolean;
+}
+
+/**
+ * The notice of a command's end, from its final events (`runOnKernel` always gives one; an
+ * error wins over an answer).
+ */
+export function outcome(
+  answer: IAnswerEvent | null,
+  error: IErrorEvent | null
+): IOutcome {
+  if (error || !answer) {
+    const event: IErrorEvent = error ?? {
+      event: 'error',
+      kind: 'no-answer',
+      message: 'No answer or error event came back.'
+    };
+    return {
+      type: 'error',
+      message: errorMessage(event),
+      details: event.message,
+      autoClose: false,
+      insert: false
+    };
+  }
+  if (!answer.text.trim()) {
+    return {
+      type: 'warning',
+      message: 'Gemma: the model gave an empty answer; nothing was inserted.',
+      details: null,
+      autoClose: 8000,
+      insert: false
+    };
+  }
+  return {
+    type: 'success',
+    message: doneMessage(answer),
+    details: null,
+    autoClose: 4000,
+    insert: true
+  };
+}
+
+/** The notice while a command runs. */
+export function startMessage(action: Action, cellLabel: string): string {
+  return `Gemma: ${VERBS[action]} ${cellLabel}…`;
+}
+
+/** What the status bar says while the answer streams. */
 export function progressMessage(
   action: Action,
   cellLabel: string,
   tokens: number
 ): string {
   const count = tokens === 1 ? '1 token' : `${tokens} tokens`;
-  return `Gemma: ${VERBS[action]} ${cellLabel}… ${count}`;
+  return `${VERBS[action]} ${cellLabel}: ${count}`;
 }
 
 /** The notice once the answer is in the notebook. */
@@ -72,7 +135,7 @@ export interface IModelState {
   provider: string;
   /** Decode speed of the last answer; null before the first one. */
   tokensPerS: number | null;
-  /** Set while a command runs. */
+  /** What a running command is doing (`progressMessage`), else null. */
   busy: string | null;
 }
 

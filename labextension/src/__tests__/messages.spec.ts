@@ -2,10 +2,12 @@ import {
   doneMessage,
   errorMessage,
   kernelProblem,
+  outcome,
   progressMessage,
+  startMessage,
   statusText
 } from '../messages';
-import { IAnswerEvent } from '../protocol';
+import { IAnswerEvent, IErrorEvent } from '../protocol';
 
 describe('kernelProblem', () => {
   it('accepts a Python kernel', () => {
@@ -52,11 +54,14 @@ describe('errorMessage', () => {
     'import-failed',
     'bad-request',
     'generation',
-    'kernel'
+    'kernel',
+    'aborted',
+    'no-answer',
+    'kernel-lost'
   ] as const)('has a message for %s', kind => {
-    expect(errorMessage({ event: 'error', kind, message: 'm' })).toMatch(
-      /^Gemma/
-    );
+    const message = errorMessage({ event: 'error', kind, message: 'm' });
+    expect(message).toMatch(/^Gemma/);
+    expect(message.length).toBeLessThanOrEqual(140);
   });
 });
 
@@ -73,13 +78,17 @@ describe('notices', () => {
     finish_reason: 'stop'
   };
 
+  it('names the action and the cell while a command runs', () => {
+    expect(startMessage('document', 'cell [3]')).toBe(
+      'Gemma: documenting cell [3]…'
+    );
+  });
+
   it('counts tokens while streaming', () => {
     expect(progressMessage('explain', 'cell [3]', 1)).toBe(
-      'Gemma: explaining cell [3]… 1 token'
+      'explaining cell [3]: 1 token'
     );
-    expect(progressMessage('fix', 'cell 2', 5)).toBe(
-      'Gemma: fixing cell 2… 5 tokens'
-    );
+    expect(progressMessage('fix', 'cell 2', 5)).toBe('fixing cell 2: 5 tokens');
   });
 
   it('reports what was inserted and how fast', () => {
@@ -93,6 +102,64 @@ describe('notices', () => {
         finish_reason: 'interrupted'
       })
     ).toContain('Markdown cell below (stopped)');
+  });
+});
+
+describe('outcome', () => {
+  const answer: IAnswerEvent = {
+    event: 'answer',
+    action: 'explain',
+    format: 'markdown',
+    text: 'This cell prints 1.',
+    model: 'gemma-3-270m-fp32',
+    provider: 'cpu',
+    tokens: 6,
+    tokens_per_s: 20,
+    finish_reason: 'stop'
+  };
+  const notInstalled: IErrorEvent = {
+    event: 'error',
+    kind: 'not-installed',
+    message: "No module named 'gemma_nb'"
+  };
+
+  it('inserts an answer and says so', () => {
+    expect(outcome(answer, null)).toEqual({
+      type: 'success',
+      message: doneMessage(answer),
+      details: null,
+      autoClose: 4000,
+      insert: true
+    });
+  });
+
+  it('keeps an error on screen, with the kernel text as details', () => {
+    expect(outcome(null, notInstalled)).toEqual({
+      type: 'error',
+      message: errorMessage(notInstalled),
+      details: "No module named 'gemma_nb'",
+      autoClose: false,
+      insert: false
+    });
+  });
+
+  it('lets an error win over an answer', () => {
+    const end = outcome(answer, notInstalled);
+    expect(end.type).toBe('error');
+    expect(end.insert).toBe(false);
+  });
+
+  it('says when nothing came back instead of waiting', () => {
+    const end = outcome(null, null);
+    expect(end.type).toBe('error');
+    expect(end.message).toContain('without an answer');
+    expect(end.autoClose).toBe(false);
+  });
+
+  it('inserts no empty answer', () => {
+    const end = outcome({ ...answer, text: ' \n' }, null);
+    expect(end.type).toBe('warning');
+    expect(end.insert).toBe(false);
   });
 });
 
@@ -114,9 +181,9 @@ describe('statusText', () => {
         name: 'm',
         provider: 'cuda',
         tokensPerS: null,
-        busy: 'answering'
+        busy: 'explaining cell 1: 4 tokens'
       })
-    ).toBe('Gemma: m · cuda (answering)');
+    ).toBe('Gemma: m · cuda (explaining cell 1: 4 tokens)');
   });
 
   it('says when no model is loaded', () => {
