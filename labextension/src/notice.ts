@@ -2,7 +2,7 @@
  * The notice of a running command, changed only by replacing it.
  *
  * JupyterLab's `Notification.update` is unreliable at both ends of a toast's life (JupyterLab
- * 4.5, react-toastify 9): an update issued before the toast is on screen is dropped (the toast
+ * 4.6, react-toastify 9): an update issued before the toast is on screen is dropped (the toast
  * handler finds the toast inactive and creates it again under the same id, which react-toastify
  * ignores as a duplicate), and a dismissal issued while react-toastify still holds an update
  * (it applies updates two timer ticks later) brings the toast back. A command that fails within
