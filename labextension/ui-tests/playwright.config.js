@@ -12,9 +12,11 @@ module.exports = {
   timeout: 5 * 60 * 1000, // the first command may export the default model (about a minute)
   expect: { timeout: 20 * 1000 },
   workers: 1, // one JupyterLab, one model per kernel: tests share the machine's cores
-  // No retries: the not-installed notice that a retry once covered was a lost notice update,
-  // fixed in the extension (#7); a flaky test should show as a failure.
-  retries: 0,
+  // One retry in CI, as JupyterLab's own UI tests do: these tests start real kernels and the
+  // real model on 2 shared cores. Playwright still lists a test that needed it as "flaky", and
+  // one failing twice fails the run. (The not-installed case, once missed under load, was a lost
+  // notice update fixed in the extension, #7: 10 of 10 passes without retries.)
+  retries: process.env.CI ? 1 : 0,
   use: {
     ...baseConfig.use,
     baseURL: `http://localhost:${port}`,
