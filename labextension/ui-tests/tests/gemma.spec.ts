@@ -175,7 +175,8 @@ test('"fix this cell" on a cell that raised inserts a code cell', async ({
   await page.notebook.setCell(
     0,
     'code',
-    'total = 0\nfor x in [1, 2, 3]:\n    total += x\nprint(totl)'
+    // No indented block: the editor's auto-indent would indent the line typed after it.
+    'numbers = [1, 2, 3]\ntotal = sum(numbers)\nprint(totl)'
   );
   await page.notebook.runCell(0, true);
   const cell = (await page.notebook.getCellLocator(0))!;
