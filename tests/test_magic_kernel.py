@@ -13,20 +13,13 @@ from typing import Any
 
 import pytest
 
+from kernels import StartedKernel
+
 STEP_S = 0.02  # seconds added to each decode step inside the kernel
 
 
-class Kernel:
+class Kernel(StartedKernel):
     """A started python3 kernel and a client, with bounded waits."""
-
-    def __init__(self, cwd: str):
-        from jupyter_client import KernelManager
-
-        self.manager = KernelManager(kernel_name="python3")
-        self.manager.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.enabled=False"])
-        self.client = self.manager.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
 
     def execute(self, code: str, timeout: float = 60,
                 on_message: Callable[[dict[str, Any]], None] | None = None
@@ -56,10 +49,6 @@ class Kernel:
         if left <= 0:
             raise TimeoutError("the kernel did not finish in time")
         return left
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
 
 
 @pytest.fixture(scope="module")

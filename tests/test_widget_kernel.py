@@ -14,20 +14,16 @@ from typing import Any
 
 import pytest
 
+from kernels import StartedKernel
+
 STEP_S = 0.02
 
 
-class Front:
+class Front(StartedKernel):
     """A kernel and a client that plays a widget front end; every wait is bounded."""
 
     def __init__(self, cwd: str):
-        from jupyter_client import KernelManager
-
-        self.manager = KernelManager(kernel_name="python3")
-        self.manager.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.enabled=False"])
-        self.client = self.manager.client()
-        self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
+        super().__init__(cwd)
         self.iopub: list[dict[str, Any]] = []
 
     def execute(self, code: str, timeout: float = 120) -> dict[str, Any]:
@@ -52,10 +48,6 @@ class Front:
             if until(message):
                 return
         raise TimeoutError("the kernel did not send what was expected in time")
-
-    def close(self) -> None:
-        self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
 
 
 def comm_data(message: dict[str, Any]) -> dict[str, Any]:
