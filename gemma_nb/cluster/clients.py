@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -41,7 +42,7 @@ def distributed_module() -> ModuleType:
 
 
 _local: dict[str, Any] = {}  # "cluster" and "client" of this kernel's LocalCluster
-_local_guard = threading.Lock()
+_guard = threading.Lock()  # one cluster or client made at a time
 
 
 def local_client(n_workers: int | None = None) -> Any:
@@ -52,7 +53,7 @@ def local_client(n_workers: int | None = None) -> Any:
     import dask.config  # installed with distributed
 
     n_workers = n_workers or physical_cores()
-    with _local_guard:
+    with _guard:
         client = _local.get("client")
         if client is not None and client.status == "running" and _local["n_workers"] == n_workers:
             return client
@@ -90,23 +91,39 @@ def _dashboard() -> str | None:
 
 
 def connect(cluster: Any) -> Any:
-    """The `distributed.Client` that `cluster` names (see the module docstring)."""
+    """The `distributed.Client` that `cluster` names (see the module docstring). A client made
+    here is kept and reused for the same scheduler, as a notebook keeps one Client open."""
     distributed = distributed_module()
     if isinstance(cluster, distributed.Client):
         return cluster
-    if isinstance(cluster, str) and cluster == LOCAL:
+    if cluster == LOCAL:
         return local_client()
     if isinstance(cluster, str):
-        try:
-            return distributed.Client(cluster, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:
-            raise ClusterError(f"no Dask scheduler answers at {cluster}: {exc}") from None
-        except ValueError as exc:  # Dask's own words on the address's form
-            raise ClusterError(f"{cluster!r} is not a Dask scheduler address: {exc}") from None
+        return _kept(cluster, lambda: _dial(distributed, cluster))
     if isinstance(cluster, distributed.deploy.Cluster):
-        return distributed.Client(cluster)
+        return _kept(cluster.scheduler_address, lambda: distributed.Client(cluster))
     raise ClusterError(
         f"cluster= takes None (this process), {LOCAL!r} (worker processes on this machine), a "
         f"scheduler address such as 'tcp://host:8786', a distributed.Client or a Dask cluster; "
         f"got {cluster!r}"
     )
+
+
+_clients: dict[str, Any] = {}  # by scheduler address
+
+
+def _kept(address: str, make: Callable[[], Any]) -> Any:
+    with _guard:
+        client = _clients.get(address)
+        if client is None or client.status != "running":
+            client = _clients[address] = make()
+        return client
+
+
+def _dial(distributed: ModuleType, address: str) -> Any:
+    try:
+        return distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"no Dask scheduler answers at {address}: {exc}") from None
+    except ValueError as exc:  # Dask's own words on the address's form
+        raise ClusterError(f"{address!r} is not a Dask scheduler address: {exc}") from None
