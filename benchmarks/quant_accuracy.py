@@ -3,7 +3,8 @@
     python benchmarks/quant_accuracy.py [--out docs/quantization-table.md] [--workdir DIR]
 
 Exports the PyPI Gemma 3 270M Q4_K_M GGUF at fp32 (the reference: the GGUF dequantized), gguf,
-int8 and int4, the last three at MatMulNBits accuracy levels 0 and 4, then measures:
+int8 and int4, the last three at MatMulNBits accuracy levels 0 and 4, and int4 with its tied
+embedding/lm_head table at 8 bits (`--embedding-bits 8`), then measures:
 - perplexity on tests/data/perplexity.txt (788 tokens, longer than the 512 window);
 - top-1 agreement with fp32 at every position of that text;
 - greedy agreement with fp32: matching tokens before the first divergence, 3 prompts x 32 tokens;
@@ -30,8 +31,12 @@ TEXT = (ROOT / "tests" / "data" / "perplexity.txt").read_text()
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n",
            "Once upon a time, in a small village by the sea,"]
 NEW_TOKENS = 32
-VARIANTS = [("fp32", None), ("gguf", 0), ("gguf", 4), ("int8", 0), ("int8", 4), ("int4", 0),
-            ("int4", 4)]
+VARIANTS = {  # column name: export options
+    "fp32": {"dtype": "fp32"},
+    **{f"{dtype} (level {level})": {"dtype": dtype, "accuracy_level": level}
+       for dtype in ("gguf", "int8", "int4") for level in (0, 4)},
+    "int4, 8-bit table (level 4)": {"dtype": "int4", "accuracy_level": 4, "embedding_bits": 8},
+}
 # A fresh process: its peak RSS (VmHWM, which starts anew at exec, unlike ru_maxrss) after a
 # load and one generation, and that generation's decode speed.
 _PROBE = """
@@ -107,11 +112,10 @@ def main() -> None:
     source = Path(assemble())
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gemma-nb-quant-"))
     rows: dict[str, dict] = {}
-    for dtype, level in VARIANTS:
-        name = dtype if level is None else f"{dtype} (level {level})"
-        folder = workdir / name.replace(" ", "").replace("(", "-").replace(")", "")
+    for name, options in VARIANTS.items():
+        folder = workdir / "".join(c if c.isalnum() else "-" for c in name)
         if not folder.exists():
-            export(source, folder, dtype=dtype, accuracy_level=level or 0, progress=False)
+            export(source, folder, progress=False, **options)
         rows[name] = measure(folder, rows.get("fp32"))
         print(name, json.dumps({k: v for k, v in rows[name].items()
                                 if k not in ("argmax", "greedy")}), flush=True)

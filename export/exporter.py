@@ -53,11 +53,13 @@ def check_block_size(cfg: GemmaConfig, block_size: int) -> None:
 
 def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
            block_size: int = DEFAULT_BLOCK_SIZE, accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
-           overwrite: bool = False, progress: bool = True) -> Path:
+           embedding_bits: int | None = None, overwrite: bool = False,
+           progress: bool = True) -> Path:
     """Export Gemma weights (GGUF, .llamafile or HF folder) to a model folder at `out`.
 
-    dtype: fp32, fp16, int8, int4 (MatMulNBits, `block_size`, `accuracy_level`), or gguf
-    (each GGUF block type re-encoded exactly where MatMulNBits can hold it).
+    dtype: fp32, fp16, int8, int4 (MatMulNBits, `block_size`, `accuracy_level`; int4 also
+    `embedding_bits`, 4 or 8, for the tied embedding/lm_head), or gguf (each GGUF block type
+    re-encoded exactly where MatMulNBits can hold it).
     """
     src, out = Path(src), Path(out)
     if dtype not in DTYPES:
@@ -68,7 +70,8 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
     cfg = source.config
     if dtype in ("int4", "int8"):
         check_block_size(cfg, block_size)
-    pack = packing_for(dtype, source, block_size=block_size, accuracy_level=accuracy_level)
+    pack = packing_for(dtype, source, block_size=block_size, accuracy_level=accuracy_level,
+                       embedding_bits=embedding_bits)
     tokenizer_bytes = source.tokenizer_model()
     tokenizer = Tokenizer.from_bytes(tokenizer_bytes)  # a broken tokenizer fails before any work
     needed = model_tensor_names(cfg.num_layers, cfg.qk_norm)
@@ -97,7 +100,8 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
             "format_version": FORMAT_VERSION,
             "config": cfg.to_json(),
             "dtype": dtype,
-            "quantization": ({"block_size": block_size, "accuracy_level": accuracy_level}
+            "quantization": ({"block_size": block_size, "accuracy_level": accuracy_level,
+                              "embedding_bits": embedding_bits or (4 if dtype == "int4" else 8)}
                              if dtype in ("int4", "int8") else
                              {"accuracy_level": accuracy_level} if dtype == "gguf" else None),
             "tokenizer": {"file": TOKENIZER_FILE, "bos_id": tokenizer.bos_id,

@@ -7,7 +7,8 @@ weights from the source, so one that re-encodes GGUF blocks can read them raw.
 |---|---|---|
 | fp32 | MatMul | Gather / Gemm(transB) |
 | fp16 | fp16 weights, Cast to fp32, MatMul | same, from an fp16 table |
-| int4, int8 | MatMulNBits (block-wise, accuracy_level) | GatherBlockQuantized / MatMulNBits |
+| int4 | MatMulNBits 4-bit with zero points (block-wise, accuracy_level) | GatherBlockQuantized / MatMulNBits, 4-bit (or `embedding_bits=8`) |
+| int8 | MatMulNBits 8-bit (block-wise, accuracy_level) | GatherBlockQuantized / MatMulNBits |
 | gguf | MatMulNBits re-encoding each GGUF block exactly where possible | same |
 """
 
@@ -19,7 +20,8 @@ import numpy as np
 from gguf import GGMLQuantizationType
 
 from .errors import ExportError
-from .quant import PackedWeight, QuantizationError, quantize_symmetric, reencode_gguf, stack_rows
+from .quant import (PackedWeight, QuantizationError, quantize_asymmetric, quantize_symmetric,
+                    reencode_gguf, stack_rows)
 from .sources import WeightsSource
 from .tape import Tape
 
@@ -129,13 +131,23 @@ class NBitsPacking(Packing):
 
 
 def packing_for(dtype: str, source: WeightsSource, *, block_size: int = DEFAULT_BLOCK_SIZE,
-                accuracy_level: int = DEFAULT_ACCURACY_LEVEL) -> Packing:
-    """The packing for `--dtype`; checks its options before any work starts."""
+                accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
+                embedding_bits: int | None = None) -> Packing:
+    """The packing for `--dtype`; checks its options before any work starts.
+
+    `embedding_bits` (int4 only; default 4) stores the tied embedding/lm_head table at 4 bits
+    with zero points, like the layers, or at 8 bits, symmetric: on the Gemma 3 270M the 8-bit
+    table lowers perplexity by ~4 % and costs 33 % more file and lm_head time per token
+    (docs/quantization.md).
+    """
     tensor = source.tensor
     if dtype not in DTYPES:
         raise ExportError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if not 0 <= accuracy_level <= 4:
         raise QuantizationError(f"accuracy level must be 0..4, got {accuracy_level}")
+    if embedding_bits is not None and (dtype != "int4" or embedding_bits not in (4, 8)):
+        raise QuantizationError(f"embedding bits apply to --dtype int4 only, as 4 or 8; got "
+                                f"{embedding_bits} for {dtype}")
     if dtype in ("fp32", "fp16"):
         return Packing(tensor, dtype)
     if dtype == "gguf":
@@ -143,12 +155,15 @@ def packing_for(dtype: str, source: WeightsSource, *, block_size: int = DEFAULT_
         return NBitsPacking(tensor, dtype, accuracy_level,
                             lambda name: _gguf_blocks(*source.raw_tensor(name)))
     bits = 4 if dtype == "int4" else 8
+    table_bits = embedding_bits or bits
     quantize_symmetric(np.zeros((1, block_size), np.float32), bits, block_size)  # validates
 
     def quantize(name: str) -> PackedWeight:
-        # The tied embedding is also the lm_head, whose errors reach every logit directly:
-        # like llama.cpp's Q4_K_M (token_embd in Q6_K/Q8_0), int4 keeps it at 8 bits.
-        return quantize_symmetric(tensor(name), 8 if name == "embed" else bits, block_size)
+        # 4-bit codes get zero points: a one-sided block wastes none of its 16 codes. 8-bit
+        # stays symmetric: already within 0.04 % of fp32, and a zero point costs 0.25 bit/weight.
+        width = table_bits if name == "embed" else bits
+        scheme = quantize_asymmetric if width == 4 else quantize_symmetric
+        return scheme(tensor(name), width, block_size)
 
     return NBitsPacking(tensor, dtype, accuracy_level, quantize)
 

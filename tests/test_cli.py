@@ -70,6 +70,22 @@ def test_export_writes_a_loadable_folder_and_needs_force_to_overwrite(tiny_gemma
     gemma_nb.load(out)
 
 
+@pytest.mark.parametrize("bits", ["4", "8"])
+def test_export_int4_takes_the_embedding_bits(tiny_gemma2_hf, tmp_path, bits):
+    out = tmp_path / "tiny"
+    done = run_cli("export", str(tiny_gemma2_hf), "-o", str(out), "--dtype", "int4",
+                   "--embedding-bits", bits)
+    assert done.returncode == 0, done.stderr
+    assert gemma_nb.load(out).info["quantization"]["embedding_bits"] == int(bits)
+
+
+def test_export_refuses_embedding_bits_for_other_dtypes(tiny_gemma2_hf, tmp_path):
+    refused = run_cli("export", str(tiny_gemma2_hf), "-o", str(tmp_path / "tiny"), "--dtype",
+                      "int8", "--embedding-bits", "4")
+    assert "embedding bits apply to --dtype int4 only" in assert_one_clear_line(refused)
+    assert not (tmp_path / "tiny").exists()
+
+
 # ----------------------------------------------------------------------------------- generate
 
 

