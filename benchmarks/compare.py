@@ -562,6 +562,11 @@ def target_lines(result: dict) -> list[str]:
             best = max(typical(p, "prefill_tok_s") for p in llama)
             checks.append(("prefill >= 3x llama.cpp", typical(o, "prefill_tok_s"), 3 * best,
                            "tok/s"))
+            q4 = [p for p in llama if p["label"] == "Q4_K_M"]
+            if q4:  # the condition the speed targets are held to
+                bits = [8 * line["file_bytes"] / result["parameters"] for line in (o, q4[0])]
+                checks.append(("bits/weight <= llama.cpp Q4_K_M's", -bits[0], -bits[1],
+                               "bits"))
         checks.append(("decode >= 70% of the bandwidth bound", typical(o, "decode_tok_s"),
                        0.7 * bw / o["read_per_token"], "tok/s"))
         if result["suite"] == "2b" and o["label"].startswith("int4"):
