@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -107,10 +108,16 @@ def test_a_conversation_past_the_context_is_an_error_line_not_a_crash(tiny_gemma
 # ----------------------------------------------------------------------------------- the pty
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    # A run started with `cmd &` from a script has SIGINT ignored, and a child inherits that
+    # across exec: its Ctrl-C would do nothing. In a terminal the chat starts with the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn_chat(model_dir: Path, *args: str) -> pexpect.spawn:
     child = pexpect.spawn(sys.executable, ["-m", "gemma_nb.cli", "chat", str(model_dir), *args],
                           encoding="utf-8", codec_errors="replace", timeout=120,
-                          dimensions=(40, 200))
+                          dimensions=(40, 200), preexec_fn=_ctrl_c_as_in_a_terminal)
     child.expect_exact(PROMPT)
     return child
 
