@@ -401,6 +401,7 @@ def summary_line(row: dict) -> dict:
             "prefill": round(r["prefill_tok_s"]["median"], 1),
             "decode": round(r["decode_tok_s"]["median"], 2),
             "peak_rss_MiB": round((rep.get("peak_rss_bytes") or 0) / 2**20),
+            "generation_peak_rss_MiB": round((rep.get("generation_peak_rss_bytes") or 0) / 2**20),
             "others_cpus": round(row["others_cpus"], 2), "waited_s": round(row["waited_s"])}
 
 
@@ -409,7 +410,8 @@ STATS = ("prefill_tok_s", "time_to_first_token_s", "decode_tok_s")
 
 def aggregate(result: dict) -> list[dict]:
     """One line per (runtime, label) over its rounds: min of mins, median of the rounds'
-    medians, max of maxes; load time the median, peak RSS the largest."""
+    medians, max of maxes; load time the median, peak RSS (overall, while generating) the
+    largest."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in result["rows"]:
         groups.setdefault((row["runtime"], row["label"]), []).append(row)
@@ -435,7 +437,8 @@ def aggregate(result: dict) -> list[dict]:
                              "median": statistics.median(r[key]["median"] for r in runs),
                              "max": max(r[key]["max"] for r in runs)}
             line["load_s"] = statistics.median(rep["load_s"] for rep in ok)
-            line["peak_rss_bytes"] = max(rep.get("peak_rss_bytes") or 0 for rep in ok)
+            for key in ("peak_rss_bytes", "generation_peak_rss_bytes"):  # 0: not measured
+                line[key] = max(rep.get(key) or 0 for rep in ok)
         out.append(line)
     return out
 
@@ -489,7 +492,8 @@ def suite_table(result: dict) -> list[str]:
              + ", ".join(f"{b['read_GB_s']:.1f}" for b in result["bandwidth"]) + " GB/s. "
              f"Run started {result['started']}.", "",
              ("| runtime | weights | file | bits/weight | load s | prefill tok/s | first token s "
-              "| decode tok/s | bound tok/s | % of bound | peak RSS | others' CPUs |"),
+              "| decode tok/s | bound tok/s | % of bound | peak RSS: overall / generating "
+              "| others' CPUs |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     notes: list[str] = []
     for line in aggregate(result):
@@ -510,12 +514,14 @@ def suite_table(result: dict) -> list[str]:
         if line["disturbed"]:
             notes.append(f"{line['runtime']} {line['label']}: every round was disturbed by "
                          "other processes; left out of the ratios and targets")
-        rss = line["peak_rss_bytes"]
+        rss = f"{line['peak_rss_bytes'] / 1e9:.2f} / " + (
+            f"{line['generation_peak_rss_bytes'] / 1e9:.2f}"
+            if line["generation_peak_rss_bytes"] else "?")
         lines.append(
             f"{head} {line['load_s']:.2f} | {fmt3(line['prefill_tok_s'])} | "
             f"{fmt3(line['time_to_first_token_s'], 2)} | {fmt3(line['decode_tok_s'], 2)} | "
             f"{bound:.1f} | {100 * line['decode_tok_s']['median'] / bound:.0f}% | "
-            f"{rss / 1e9:.2f} GB | {others} |")
+            f"{rss} GB | {others} |")
     return (lines + [""] + [f"- {n}" for n in notes] + ratio_lines(result)
             + target_lines(result) + [""])
 
@@ -571,10 +577,10 @@ def target_lines(result: dict) -> list[str]:
                        0.7 * bw / o["read_per_token"], "tok/s"))
         if result["suite"] == "2b" and o["label"].startswith("int4"):
             checks.append(("load <= 2 s", -o["load_s"], -2.0, "s"))
-        if "kv_bytes_fp32" in result:
+        if "kv_bytes_fp32" in result and o["generation_peak_rss_bytes"]:
             limit = o["file_bytes"] + result["kv_bytes_fp32"] + 300e6
-            checks.append(("peak RSS <= file + KV (fp32) + 300 MB", -o["peak_rss_bytes"] / 1e9,
-                           -limit / 1e9, "GB"))
+            checks.append(("peak RSS while generating <= file + KV (fp32) + 300 MB",
+                           -o["generation_peak_rss_bytes"] / 1e9, -limit / 1e9, "GB"))
         lines += ["", f"Issue #4 targets, gemma-nb {o['label']} (medians):", ""]
         for name, value, target, unit in checks:
             verdict = "met" if value >= target else f"missed by {abs(target - value):.2f} {unit}"
@@ -608,7 +614,10 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
         ("- **prefill tok/s**: prompt tokens / time from submitting the prompt to the greedy "
         "first token (that time is **first token s**)."),
         "- **decode tok/s**: new tokens - 1 greedy steps after the first token.",
-        "- **peak RSS**: the process's VmHWM, loading included.",
+        ("- **peak RSS**: the process's VmHWM: overall (loading included) / while generating "
+         "(VmHWM restarted after loading by writing 5 to /proc/self/clear_refs; issue #4 holds "
+         "this one to file + KV + 300 MB). Loading peaks higher because the mapped weights and "
+         "onnxruntime's packed copy of them are both resident until the session is built."),
         ("- **bound tok/s**: read bandwidth (probe) / weight bytes a decode step reads "
         "(every tensor except what is only looked up by row: an untied embedding table, "
         "RoPE cos/sin caches; the KV cache is not counted). "

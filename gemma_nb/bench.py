@@ -21,7 +21,7 @@ from .errors import ContextLengthError
 from .kv_cache import KVCache
 from .model import Model, load
 
-__all__ = ["run_bench", "format_bench", "peak_rss_bytes", "rss_bytes"]
+__all__ = ["run_bench", "format_bench", "peak_rss_bytes", "rss_bytes", "restart_peak_rss"]
 
 _TEXT = "The quick brown fox jumps over the lazy dog while the cat watches from the window. "
 
@@ -43,6 +43,18 @@ def peak_rss_bytes() -> int | None:
 def rss_bytes() -> int | None:
     """The process's resident memory now (Linux VmRSS): after loading, the steady state."""
     return _memory_bytes("VmRSS")
+
+
+def restart_peak_rss() -> bool:
+    """Start VmHWM again from the resident memory now (Linux: "5" to /proc/self/clear_refs),
+    so that a later `peak_rss_bytes` is the peak since this call; False where unsupported.
+    Loading peaks above generation: the mapped weights and ONNX Runtime's packed copy of them
+    are both resident until the session has been built."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def _prompt(model: Model, n: int) -> list[int]:
@@ -73,6 +85,8 @@ def run_bench(path: str | Path, prompt_tokens: list[int], new_tokens: int, repea
     start = time.perf_counter()
     model = load(path, provider=provider, threads=threads)
     load_s = time.perf_counter() - start
+    load_peak = peak_rss_bytes()
+    restarted = restart_peak_rss()
     results = []
     for n in prompt_tokens:
         prompt = _prompt(model, n)
@@ -88,11 +102,18 @@ def run_bench(path: str | Path, prompt_tokens: list[int], new_tokens: int, repea
     return {
         "model": str(path), "dtype": model.info.get("dtype"), "provider": provider,
         "threads": model.session.get_session_options().intra_op_num_threads,
-        "load_s": load_s, "peak_rss_bytes": peak_rss_bytes(), "rss_bytes": rss_bytes(),
+        "load_s": load_s, "rss_bytes": rss_bytes(), **_peaks(load_peak, restarted),
         "runs": results,
         "onnxruntime": ort.__version__, "machine": platform.machine(),
         "processor": platform.processor() or None,
     }
+
+
+def _peaks(load_peak: int | None, restarted: bool) -> dict[str, int | None]:
+    """Peak RSS over the whole run, and over the runs alone (None where it cannot be told)."""
+    generation_peak = peak_rss_bytes() if restarted else None
+    overall = max((v for v in (load_peak, generation_peak) if v), default=None)
+    return {"peak_rss_bytes": overall, "generation_peak_rss_bytes": generation_peak}
 
 
 def format_bench(report: dict[str, Any]) -> str:
@@ -102,7 +123,8 @@ def format_bench(report: dict[str, Any]) -> str:
     lines = [f"{report['model']} ({report['dtype']}, {report['provider']}, "
              f"{report['threads']} threads, onnxruntime {report['onnxruntime']})",
              f"load {report['load_s']:.2f} s, peak RSS {mib(report['peak_rss_bytes'])} "
-             f"(loading included), RSS after the runs {mib(report['rss_bytes'])}",
+             f"(loading included), {mib(report['generation_peak_rss_bytes'])} while "
+             f"generating, {mib(report['rss_bytes'])} after the runs",
              "prompt  prefill tok/s        first token s          decode tok/s   (min/median/max)"]
     for r in report["runs"]:
         cells = [r["prefill_tok_s"], r["time_to_first_token_s"], r["decode_tok_s"]]
