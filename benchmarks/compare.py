@@ -616,8 +616,9 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
         "- **decode tok/s**: new tokens - 1 greedy steps after the first token.",
         ("- **peak RSS**: the process's VmHWM: overall (loading included) / while generating "
          "(VmHWM restarted after loading by writing 5 to /proc/self/clear_refs; issue #4 holds "
-         "this one to file + KV + 300 MB). Loading peaks higher because the mapped weights and "
-         "onnxruntime's packed copy of them are both resident until the session is built."),
+         "this one to file + KV + 300 MB). The two differ where loading peaks higher (for "
+         "gemma-nb: the mapped weights and onnxruntime's packed copy of them are both resident "
+         "until the session is built)."),
         ("- **bound tok/s**: read bandwidth (probe) / weight bytes a decode step reads "
         "(every tensor except what is only looked up by row: an untied embedding table, "
         "RoPE cos/sin caches; the KV cache is not counted). "

@@ -23,7 +23,7 @@ from gemma_nb.tokenizer import Tokenizer
 from . import __version__
 from .errors import ExportError, MissingWeightsError
 from .graph import build_decoder
-from .packing import DEFAULT_ACCURACY_LEVEL, DEFAULT_BLOCK_SIZE, DTYPES, packing_for
+from .packing import DEFAULT_ACCURACY_LEVEL, DEFAULT_BLOCK_SIZE, DTYPES, packing_for, table_bits
 from .quant import QuantizationError
 from .sources import open_source, source_sha256
 from .tape import Tape
@@ -101,7 +101,7 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
             "config": cfg.to_json(),
             "dtype": dtype,
             "quantization": ({"block_size": block_size, "accuracy_level": accuracy_level,
-                              "embedding_bits": embedding_bits or (4 if dtype == "int4" else 8)}
+                              "embedding_bits": table_bits(dtype, embedding_bits)}
                              if dtype in ("int4", "int8") else
                              {"accuracy_level": accuracy_level} if dtype == "gguf" else None),
             "tokenizer": {"file": TOKENIZER_FILE, "bos_id": tokenizer.bos_id,

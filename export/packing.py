@@ -25,10 +25,12 @@ from .quant import (PackedWeight, QuantizationError, quantize_asymmetric, quanti
 from .sources import WeightsSource
 from .tape import Tape
 
-__all__ = ["Packing", "packing_for", "DTYPES", "DEFAULT_BLOCK_SIZE", "DEFAULT_ACCURACY_LEVEL"]
+__all__ = ["Packing", "packing_for", "table_bits", "DTYPES", "DEFAULT_BLOCK_SIZE",
+           "DEFAULT_ACCURACY_LEVEL"]
 
 MS = "com.microsoft"
 DTYPES = ("fp32", "fp16", "int8", "int4", "gguf")
+NBITS = {"int4": 4, "int8": 8}  # the block-quantized dtypes and their layers' bits
 DEFAULT_BLOCK_SIZE = 32
 # 4: int8 activations, the fast CPU path (level 0 is exact fp32 arithmetic, far slower for int8).
 DEFAULT_ACCURACY_LEVEL = 4
@@ -130,6 +132,12 @@ class NBitsPacking(Packing):
         return self._matmul(tape, hidden2d, "lm_head", p, inputs)
 
 
+def table_bits(dtype: str, embedding_bits: int | None) -> int:
+    """Bits of the tied embedding/lm_head table for int4/int8: `embedding_bits`, or the
+    layers' width."""
+    return embedding_bits or NBITS[dtype]
+
+
 def packing_for(dtype: str, source: WeightsSource, *, block_size: int = DEFAULT_BLOCK_SIZE,
                 accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
                 embedding_bits: int | None = None) -> Packing:
@@ -154,14 +162,13 @@ def packing_for(dtype: str, source: WeightsSource, *, block_size: int = DEFAULT_
         source.raw_tensor("embed")  # raises at once for a source without GGUF blocks
         return NBitsPacking(tensor, dtype, accuracy_level,
                             lambda name: _gguf_blocks(*source.raw_tensor(name)))
-    bits = 4 if dtype == "int4" else 8
-    table_bits = embedding_bits or bits
+    bits, table = NBITS[dtype], table_bits(dtype, embedding_bits)
     quantize_symmetric(np.zeros((1, block_size), np.float32), bits, block_size)  # validates
 
     def quantize(name: str) -> PackedWeight:
         # 4-bit codes get zero points: a one-sided block wastes none of its 16 codes. 8-bit
         # stays symmetric: already within 0.04 % of fp32, and a zero point costs 0.25 bit/weight.
-        width = table_bits if name == "embed" else bits
+        width = table if name == "embed" else bits
         scheme = quantize_asymmetric if width == 4 else quantize_symmetric
         return scheme(tensor(name), width, block_size)
 

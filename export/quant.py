@@ -7,8 +7,8 @@ A weight W is stored [N, K] (N outputs, K inputs, y = x @ W.T) and cut along K i
   in the low nibble, 2i+1 in the high one (pinned against ORT in `tests/test_quant.py`);
 - `scales`: float32 [N * n_blocks] (row-major over [N, n_blocks]);
 - `zero_points`: optional uint8 [N * ceil(n_blocks / 2)] (4-bit, two a byte, padded per row) or
-  [N * n_blocks] (8-bit); when absent ORT uses 2^(bits-1). Every encoder here lands on that
-  default, so none emits zero points (one input less; float zero points are ORT's slow path).
+  [N * n_blocks] (8-bit); when absent ORT uses 2^(bits-1). Only `quantize_asymmetric` emits
+  them; the other encoders land on that default (float zero points are ORT's slow path).
 
 Three sources of blocks:
 

@@ -48,8 +48,8 @@ def rss_bytes() -> int | None:
 def restart_peak_rss() -> bool:
     """Start VmHWM again from the resident memory now (Linux: "5" to /proc/self/clear_refs),
     so that a later `peak_rss_bytes` is the peak since this call; False where unsupported.
-    Loading peaks above generation: the mapped weights and ONNX Runtime's packed copy of them
-    are both resident until the session has been built."""
+    Loading can peak above generation: the mapped weights and ONNX Runtime's packed copy of
+    them are both resident until the session has been built."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:

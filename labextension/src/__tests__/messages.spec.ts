@@ -9,6 +9,19 @@ import {
 } from '../messages';
 import { IAnswerEvent, IErrorEvent } from '../protocol';
 
+/** An answer event, as the kernel side sends it. */
+const answer: IAnswerEvent = {
+  event: 'answer',
+  action: 'fix',
+  format: 'code',
+  text: 'x = 1',
+  model: 'gemma-3-270m-fp32',
+  provider: 'cpu',
+  tokens: 12,
+  tokens_per_s: 31.24,
+  finish_reason: 'stop'
+};
+
 describe('kernelProblem', () => {
   it('accepts a Python kernel', () => {
     expect(
@@ -66,18 +79,6 @@ describe('errorMessage', () => {
 });
 
 describe('notices', () => {
-  const answer: IAnswerEvent = {
-    event: 'answer',
-    action: 'fix',
-    format: 'code',
-    text: 'x = 1',
-    model: 'gemma-3-270m-fp32',
-    provider: 'cpu',
-    tokens: 12,
-    tokens_per_s: 31.24,
-    finish_reason: 'stop'
-  };
-
   it('names the action and the cell while a command runs', () => {
     expect(startMessage('document', 'cell [3]')).toBe(
       'Gemma: documenting cell [3]…'
@@ -106,17 +107,6 @@ describe('notices', () => {
 });
 
 describe('outcome', () => {
-  const answer: IAnswerEvent = {
-    event: 'answer',
-    action: 'explain',
-    format: 'markdown',
-    text: 'This cell prints 1.',
-    model: 'gemma-3-270m-fp32',
-    provider: 'cpu',
-    tokens: 6,
-    tokens_per_s: 20,
-    finish_reason: 'stop'
-  };
   const notInstalled: IErrorEvent = {
     event: 'error',
     kind: 'not-installed',
