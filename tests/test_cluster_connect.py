@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 
 import pytest
 
@@ -50,21 +51,45 @@ def test_an_address_of_an_unknown_scheme_is_refused():
         connect("carrier-pigeon://x")
 
 
-def test_an_address_where_no_scheduler_answers_says_so(monkeypatch):
+def test_an_address_where_no_scheduler_answers_says_so_and_leaves_no_thread(monkeypatch):
     monkeypatch.setattr(clients, "CONNECT_TIMEOUT_S", 1)
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    threads = set(threading.enumerate())
     with pytest.raises(ClusterError, match=f"no Dask scheduler answers at tcp://127.0.0.1:{port}"):
         connect(f"tcp://127.0.0.1:{port}")
+    assert set(threading.enumerate()) == threads
 
 
-def test_a_client_is_used_as_it_is():
+@pytest.fixture(scope="module")
+def scheduler():
+    """A scheduler and one worker in this process, on TCP like a remote cluster."""
     import distributed
 
-    client = distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
-                                dashboard_address=None)
-    try:
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
+                                  protocol="tcp", host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        yield cluster
+        for kept in clients._clients.values():  # before their scheduler goes
+            kept.close()
+        clients._clients.clear()
+
+
+def test_a_client_is_used_as_it_is(scheduler):
+    import distributed
+
+    with distributed.Client(scheduler, set_as_default=False) as client:
         assert connect(client) is client
-    finally:
-        client.close()
+
+
+def test_an_address_is_dialled_once_and_its_client_kept(scheduler):
+    client = connect(scheduler.scheduler_address)
+    assert client.status == "running" and client.submit(len, "ab").result() == 2
+    assert connect(scheduler.scheduler_address) is client
+
+
+def test_a_cluster_object_gets_a_client_of_its_scheduler(scheduler):
+    client = connect(scheduler)
+    assert client.scheduler.address == scheduler.scheduler_address
+    assert connect(scheduler) is client

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -122,8 +124,21 @@ def _kept(address: str, make: Callable[[], Any]) -> Any:
 
 def _dial(distributed: ModuleType, address: str) -> Any:
     try:
+        _handshake(distributed, address)
         return distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"no Dask scheduler answers at {address}: {exc}") from None
     except ValueError as exc:  # Dask's own words on the address's form
         raise ClusterError(f"{address!r} is not a Dask scheduler address: {exc}") from None
+
+
+def _handshake(distributed: ModuleType, address: str) -> None:
+    """Connect to `address` once on a throwaway event loop. A Client that cannot connect leaves
+    its own event-loop thread running, one per failed try, so none is made before this works."""
+    async def hello() -> None:
+        comm = await distributed.comm.connect(address, timeout=CONNECT_TIMEOUT_S)
+        await comm.close()
+
+    # A kernel's main thread already runs an event loop, where asyncio.run is refused.
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(asyncio.run, hello()).result()
