@@ -20,6 +20,7 @@ import onnxruntime as ort
 from .errors import ContextLengthError
 from .kv_cache import KVCache
 from .model import Model, load
+from .session import packs_in_parallel
 
 __all__ = ["run_bench", "format_bench", "peak_rss_bytes", "rss_bytes", "restart_peak_rss"]
 
@@ -102,7 +103,8 @@ def run_bench(path: str | Path, prompt_tokens: list[int], new_tokens: int, repea
     return {
         "model": str(path), "dtype": model.info.get("dtype"), "provider": provider,
         "threads": model.session.get_session_options().intra_op_num_threads,
-        "load_s": load_s, "rss_bytes": rss_bytes(), **_peaks(load_peak, restarted),
+        "load_s": load_s, "parallel_prepack": packs_in_parallel(model.session),
+        "rss_bytes": rss_bytes(), **_peaks(load_peak, restarted),
         "runs": results,
         "onnxruntime": ort.__version__, "machine": platform.machine(),
         "processor": platform.processor() or None,
@@ -122,7 +124,8 @@ def format_bench(report: dict[str, Any]) -> str:
 
     lines = [f"{report['model']} ({report['dtype']}, {report['provider']}, "
              f"{report['threads']} threads, onnxruntime {report['onnxruntime']})",
-             f"load {report['load_s']:.2f} s, peak RSS {mib(report['peak_rss_bytes'])} "
+             f"load {report['load_s']:.2f} s (weights packed "
+             f"{'in parallel' if report['parallel_prepack'] else 'one at a time'}), peak RSS {mib(report['peak_rss_bytes'])} "
              f"(loading included), {mib(report['generation_peak_rss_bytes'])} while "
              f"generating, {mib(report['rss_bytes'])} after the runs",
              "prompt  prefill tok/s        first token s          decode tok/s   (min/median/max)"]

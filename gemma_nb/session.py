@@ -10,7 +10,13 @@ import onnxruntime as ort
 from .errors import GemmaError
 from .signals import workers_started_deaf_to_interrupts
 
-__all__ = ["PROVIDERS", "ProviderError", "create_session", "physical_cores"]
+__all__ = ["PROVIDERS", "ProviderError", "create_session", "physical_cores", "available_memory",
+           "prepack_in_parallel", "packs_in_parallel"]
+
+PARALLEL_PREPACK = "session.prepack.enable_parallel"  # onnxruntime >= 1.32
+# Packing in parallel keeps every unpacked weight until all are packed: the 2B-shape int4 folder
+# (1.7 GB) peaked at 3.9 GB while loading, against 2.8 GB one weight at a time.
+PARALLEL_PREPACK_MEMORY_FACTOR = 3
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -34,6 +40,31 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+def available_memory() -> int | None:
+    """Bytes this machine can give without swapping, or None where it cannot be told."""
+    try:
+        import psutil  # optional
+
+        return psutil.virtual_memory().available
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def prepack_in_parallel(graph: Path) -> bool:
+    """Whether ONNX Runtime may repack the weights on all its threads at load (the 2B-shape int4
+    folder: 2.6 s instead of 4.1 s) rather than one weight at a time: only when the machine has
+    the memory for its higher load-time peak."""
+    weight_bytes = sum(f.stat().st_size for f in graph.parent.glob(f"{graph.name}*"))
+    available = available_memory()
+    return available is not None and available >= PARALLEL_PREPACK_MEMORY_FACTOR * weight_bytes
+
+
 def create_session(graph: Path, provider: str = "cpu", threads: int | None = None
                    ) -> ort.InferenceSession:
     name = PROVIDERS.get(provider.lower())
@@ -48,6 +79,16 @@ def create_session(graph: Path, provider: str = "cpu", threads: int | None = Non
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or physical_cores()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if prepack_in_parallel(graph):
+        options.add_session_config_entry(PARALLEL_PREPACK, "1")
     providers = [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
     with workers_started_deaf_to_interrupts():  # the session's thread pools start here
         return ort.InferenceSession(str(graph), options, providers=providers)
+
+
+def packs_in_parallel(session: ort.InferenceSession) -> bool:
+    """Whether `session` was made to repack its weights on all its threads."""
+    try:
+        return session.get_session_options().get_session_config_entry(PARALLEL_PREPACK) == "1"
+    except RuntimeError:  # the entry was never set
+        return False

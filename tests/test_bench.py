@@ -23,6 +23,7 @@ def check_report(report: dict, prompt_tokens: list[int], new_tokens: int) -> Non
             figures = run[key]
             assert 0 < figures["min"] <= figures["median"] <= figures["max"]
     assert report["load_s"] > 0 and report["peak_rss_bytes"] > 0 and report["threads"] >= 1
+    assert isinstance(report["parallel_prepack"], bool)
     assert 0 < report["rss_bytes"] <= report["generation_peak_rss_bytes"]
     assert report["generation_peak_rss_bytes"] <= report["peak_rss_bytes"]
 
