@@ -13,7 +13,7 @@ from .signals import workers_started_deaf_to_interrupts
 __all__ = ["PROVIDERS", "ProviderError", "create_session", "physical_cores", "available_memory",
            "prepack_in_parallel", "packs_in_parallel"]
 
-PARALLEL_PREPACK = "session.prepack.enable_parallel"  # onnxruntime >= 1.32
+PARALLEL_PREPACK = "session.prepack.enable_parallel"
 # Packing in parallel keeps every unpacked weight until all are packed: the 2B-shape int4 folder
 # (1.7 GB) peaked at 3.9 GB while loading, against 2.8 GB one weight at a time.
 PARALLEL_PREPACK_MEMORY_FACTOR = 3
