@@ -125,7 +125,8 @@ def format_bench(report: dict[str, Any]) -> str:
     lines = [f"{report['model']} ({report['dtype']}, {report['provider']}, "
              f"{report['threads']} threads, onnxruntime {report['onnxruntime']})",
              f"load {report['load_s']:.2f} s (weights packed "
-             f"{'in parallel' if report['parallel_prepack'] else 'one at a time'}), peak RSS {mib(report['peak_rss_bytes'])} "
+             f"{'in parallel' if report['parallel_prepack'] else 'one at a time'}), "
+             f"peak RSS {mib(report['peak_rss_bytes'])} "
              f"(loading included), {mib(report['generation_peak_rss_bytes'])} while "
              f"generating, {mib(report['rss_bytes'])} after the runs",
              "prompt  prefill tok/s        first token s          decode tok/s   (min/median/max)"]
