@@ -8,6 +8,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from .errors import GemmaError
+from .folder import DATA_FILE
 from .signals import workers_started_deaf_to_interrupts
 
 __all__ = ["PROVIDERS", "ProviderError", "create_session", "physical_cores", "available_memory",
@@ -60,7 +61,8 @@ def prepack_in_parallel(graph: Path) -> bool:
     """Whether ONNX Runtime may repack the weights on all its threads at load (the 2B-shape int4
     folder: 2.6 s instead of 4.1 s) rather than one weight at a time: only when the machine has
     the memory for its higher load-time peak."""
-    weight_bytes = sum(f.stat().st_size for f in graph.parent.glob(f"{graph.name}*"))
+    weight_files = (graph, graph.with_name(DATA_FILE))
+    weight_bytes = sum(f.stat().st_size for f in weight_files if f.is_file())
     available = available_memory()
     return available is not None and available >= PARALLEL_PREPACK_MEMORY_FACTOR * weight_bytes
 

@@ -87,6 +87,11 @@ def real_model_dir(export_once, real_gguf: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_int4_dir(export_once, real_gguf: Path) -> Path:
+    return export_once(real_gguf, "gemma3-270m", "int4")
+
+
+@pytest.fixture(scope="session")
 def real_model(real_model_dir: Path) -> gemma_nb.Model:
     return gemma_nb.load(real_model_dir)
 

@@ -15,11 +15,6 @@ pytestmark = pytest.mark.slow
 NOTEBOOK = Path(__file__).parents[1] / "notebooks" / "evaluate.ipynb"
 
 
-@pytest.fixture(scope="module")
-def real_int4_dir(export_once, real_gguf) -> Path:
-    return export_once(real_gguf, "gemma3-270m", "int4")
-
-
 def outputs_of(cell) -> str:
     return "".join(o.get("text", "") + "".join(str(v) for v in o.get("data", {}).values())
                    for o in cell.get("outputs", []))

@@ -28,18 +28,13 @@ def test_packing_in_parallel_needs_three_times_the_weight_files(tmp_path, monkey
         assert prepack_in_parallel(graph) is parallel
 
 
-@pytest.fixture(scope="module")
-def int4_folder(export_once, real_gguf):
-    return export_once(real_gguf, "gemma3-270m", "int4")
-
-
 @pytest.mark.slow
-def test_weights_packed_in_parallel_give_the_same_logits(int4_folder, monkeypatch):
+def test_weights_packed_in_parallel_give_the_same_logits(real_int4_dir, monkeypatch):
     ids = list(range(2, 40))
     logits = {}
     for memory, parallel in ((2**50, True), (0, False)):
         monkeypatch.setattr(session, "available_memory", lambda: memory)
-        model = gemma_nb.load(int4_folder, threads=2)
+        model = gemma_nb.load(real_int4_dir, threads=2)
         assert packs_in_parallel(model.session) is parallel
         logits[parallel] = model.logits(ids)
         del model
