@@ -20,8 +20,9 @@ import onnxruntime as ort
 from .chat import format_chat
 from .config import GemmaConfig
 from .errors import ContextLengthError
-from .folder import GRAPH_FILE, TOKENIZER_FILE, read_model_info
+from .folder import DATA_FILE, GRAPH_FILE, TOKENIZER_FILE, read_model_info
 from .kv_cache import KVCache
+from .mapped_pages import release_resident_pages
 from .sampling import SamplingSettings, sample
 from .session import create_session
 from .assembler import TextAssembler
@@ -84,6 +85,7 @@ def load(path: str | Path, provider: str = "cpu", threads: int | None = None) ->
     info, cfg = read_model_info(path)
     tokenizer = Tokenizer.from_file(path / TOKENIZER_FILE)
     session = create_session(path / GRAPH_FILE, provider, threads)
+    release_resident_pages(path / DATA_FILE)  # the packed weights' scales: read once, at load
     model = Model(path, cfg, tokenizer, session, info, provider)
     model.load_s = time.perf_counter() - start
     return model
