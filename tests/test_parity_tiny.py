@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import gemma_nb
+from gemma_nb import model as model_module
 from tiny_models import SLIDING_WINDOW
 from gemma_nb.kv_cache import KVCache
 from tiny_models import reference_greedy, reference_logits
@@ -68,3 +69,15 @@ def test_scoring_and_generation_agree_on_last_position(case):
     ids = prompt_ids(model)
     cache = KVCache(model.config, capacity=len(ids))
     np.testing.assert_allclose(model.prefill(cache, ids), model.logits(ids)[-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [5, 13])
+def test_prompt_run_in_chunks_matches_transformers(case, monkeypatch, chunk):
+    """Chunks that straddle the sliding window's edges attend to what earlier runs cached."""
+    model, reference = case
+    monkeypatch.setattr(model_module, "PREFILL_CHUNK", chunk)
+    ids = prompt_ids(model)
+    cache = KVCache(model.config, capacity=len(ids))
+    last = model.prefill(cache, ids)
+    assert cache.lengths.tolist() == [len(ids)]
+    assert np.abs(last - reference_logits(reference, ids)[-1]).max() < TOLERANCE
