@@ -660,6 +660,25 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
 
 
 NOTES = [
+    "## Why gemma-nb misses the targets it misses", "",
+    "Details, profiles and what would close each gap: [performance.md](performance.md).", "",
+    ("- **Decode** (1.2x the faster peer, 70% of the bound): a 2B-shape decode step is ~95% "
+     "`MatMulNBits` (onnxruntime's profiler), MLAS's 4-bit kernel, which onnxruntime-genai runs "
+     "too. It reads the weights at ~55% of the read bandwidth and is compute-bound per core "
+     "(8.6 GB/s on 1 thread, 13.5 on 2). Closing it takes a 4-bit GEMV that reaches the "
+     "bandwidth, in MLAS or in an onnxruntime custom op."),
+    ("- **Prefill** (3x llama.cpp): `MatMulNBits` runs at ~200 GOPS at 512 rows (AVX-512 VNNI). "
+     "MLAS uses AMX only in its int8 GEMM (`DynamicQuantizeMatMul`, ~1,050 GOPS), which needs "
+     "int8 weights (a second copy, or 8 bits a weight) and quantizes activations per tensor "
+     "(+21% perplexity on the 270M). Closing it takes an AMX path in `MatMulNBits`, or per-row "
+     "activation scales on int8 weights compared at Q8_0's bytes."),
+    ("- **Load** (2 s): MLAS's packing of the 4-bit weights costs ~4 s of CPU for the 2B shape, "
+     "so 2 cores need ~2 s; and the lm_head, a fifth of the weights, is packed last, alone on "
+     "one thread (~0.3 s more)."),
+    ("- **Peak RSS** (file + KV + 300 MB): MLAS keeps its own packed copy at 6 bits a weight "
+     "(an fp32 scale and an fp32 block sum per 32 weights) of a 5.15-bit file: with the cache "
+     "that is 2.22 GB before any activation, above the 2B shape's 2.12 GB target."),
+    "",
     "## Notes", "",
     ("- onnxruntime-genai's builder (0.18) needs transformers 5 but reads Gemma-3's RoPE from "
     "the transformers 4 attributes and fails on the 270M; `benchmarks/ort_genai_build.py` "
