@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
 import gemma_nb
+from gemma_nb import model as model_module
 from gemma_nb.kv_cache import KVCache
 
 
@@ -82,3 +86,19 @@ def test_kv_cache_is_updated_in_place(model):
     after = cache.buffers["0.key"].numpy()
     assert not np.array_equal(after[:, :, len(ids)], snapshot[:, :, len(ids)])  # new row written
     np.testing.assert_array_equal(after[:, :, : len(ids)], snapshot[:, :, : len(ids)])
+
+
+def test_ctrl_c_during_a_long_prompt_stops_after_the_running_chunk(model, monkeypatch):
+    monkeypatch.setattr(model_module, "PREFILL_CHUNK", 4)
+    run_chunk = model._forward
+
+    def chunk_then_ctrl_c(*args, **kwargs):
+        logits = run_chunk(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while the first chunk ends
+        return logits
+
+    monkeypatch.setattr(model, "_forward", chunk_then_ctrl_c)
+    cache = KVCache(model.config, capacity=20)
+    with pytest.raises(KeyboardInterrupt):
+        model.prefill(cache, list(range(2, 22)))
+    assert cache.lengths.tolist() == [4]  # the other 16 tokens never ran
