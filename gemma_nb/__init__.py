@@ -11,13 +11,13 @@ from .signals import workers_started_deaf_to_interrupts
 
 with workers_started_deaf_to_interrupts():  # numpy and onnxruntime start threads on import
     from .config import GemmaConfig
-    from .errors import ContextLengthError, GemmaError, ModelFolderError
+    from .errors import ContextLengthError, EmptyPromptError, GemmaError, ModelFolderError
     from .model import Generation, Model, Timings, load
 
 __version__ = "0.1.0"
 
 __all__ = ["load", "Model", "Generation", "Timings", "GemmaConfig", "GemmaError",
-           "ModelFolderError", "ContextLengthError"]
+           "ModelFolderError", "ContextLengthError", "EmptyPromptError"]
 # Also public: `gemma_nb.Chat`, the chat widget. Not in __all__, so `from gemma_nb import *`
 # stays as light as `import gemma_nb`.
 

@@ -1,6 +1,7 @@
 """Exceptions the library raises; the CLI and the magic turn each into one line for the user."""
 
-__all__ = ["GemmaError", "ModelFolderError", "ContextLengthError", "MissingDependencyError"]
+__all__ = ["GemmaError", "ModelFolderError", "ContextLengthError", "EmptyPromptError",
+           "MissingDependencyError"]
 
 
 class GemmaError(Exception):
@@ -13,6 +14,10 @@ class ModelFolderError(GemmaError):
 
 class ContextLengthError(GemmaError):
     """A prompt (plus the tokens asked for) does not fit in the model's context."""
+
+
+class EmptyPromptError(GemmaError):
+    """A prompt of no tokens (a text prompt always has at least BOS)."""
 
 
 class MissingDependencyError(GemmaError):

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from .chat import format_chat
 from .config import GemmaConfig
-from .errors import ContextLengthError
+from .errors import ContextLengthError, EmptyPromptError
 from .folder import DATA_FILE, GRAPH_FILE, TOKENIZER_FILE, read_model_info
 from .kv_cache import KVCache
 from .mapped_pages import release_resident_pages
@@ -64,7 +64,9 @@ class Generation:
 
 @dataclass
 class Stream:
-    """An iterator of text pieces whose `result` is complete once iteration ends."""
+    """An iterator of text pieces whose `result` is complete once iteration ends. A long prompt
+    gives an empty piece after each of its chunks but the last, so that a consumer that stops
+    between pieces can stop before the first token too."""
 
     pieces: Generator[str, None, None]
     result: Generation
@@ -94,6 +96,10 @@ def load(path: str | Path, provider: str = "cpu", threads: int | None = None) ->
 # Prompt tokens a graph run: a run's working memory grows with its tokens (the 2B shape's MLP
 # activations alone are 72 KB a token), while MatMulNBits is as fast at 128 rows as at 512.
 PREFILL_CHUNK = 128
+
+
+def prompt_chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+    return [ids[start:start + PREFILL_CHUNK] for start in range(0, len(ids), PREFILL_CHUNK)]
 
 
 class Model:
@@ -139,7 +145,10 @@ class Model:
         cache.lengths = lengths.astype(np.int32)
         return logits
 
-    def _check_fits(self, n_tokens: int) -> None:
+    def _check_prompt(self, n_tokens: int) -> None:
+        if n_tokens == 0:
+            raise EmptyPromptError("the prompt has no tokens; give text, or token ids that start "
+                                   "with BOS")
         if n_tokens > self.config.context_length:
             raise ContextLengthError(
                 f"the prompt has {n_tokens} tokens; this model's context is "
@@ -148,17 +157,21 @@ class Model:
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """float32 logits for every position, shape [len(ids), vocab]."""
-        self._check_fits(len(ids))
+        self._check_prompt(len(ids))
         cache = KVCache(self.config, capacity=len(ids))
         row = np.asarray(ids, dtype=np.int64)[None, :]
         return self._forward(cache, row, np.arange(len(ids), dtype=np.int64))[0]
 
     def prefill(self, cache: KVCache, ids: Sequence[int]) -> np.ndarray:
-        """Run the prompt, PREFILL_CHUNK tokens a run; the logits of its last position."""
-        for start in range(0, len(ids), PREFILL_CHUNK):
-            chunk = np.asarray(ids[start:start + PREFILL_CHUNK], dtype=np.int64)[None, :]
-            logits = self._forward(cache, chunk, np.array([chunk.shape[1] - 1], np.int64))
-        return logits[0, 0]
+        """Run the prompt, PREFILL_CHUNK tokens a graph run; the logits of its last position."""
+        self._check_prompt(len(ids))
+        for chunk in prompt_chunks(ids):
+            logits = self._prefill_chunk(cache, chunk)
+        return logits
+
+    def _prefill_chunk(self, cache: KVCache, chunk: Sequence[int]) -> np.ndarray:
+        row = np.asarray(chunk, dtype=np.int64)[None, :]
+        return self._forward(cache, row, np.array([len(chunk) - 1], np.int64))[0, 0]
 
     def decode_one(self, cache: KVCache, token: int) -> np.ndarray:
         return self._forward(cache, np.array([[token]], np.int64), np.zeros(1, np.int64))[0, 0]
@@ -166,9 +179,10 @@ class Model:
     # ---- generation -----------------------------------------------------------------------
 
     def _tokens(self, prompt_ids: list[int], max_new_tokens: int, settings: SamplingSettings,
-                seed: int | None, result: Generation) -> Iterator[int]:
-        """Generated token ids, stopping at EOS/<end_of_turn>, max_new_tokens or the context."""
-        self._check_fits(len(prompt_ids))
+                seed: int | None, result: Generation) -> Iterator[int | None]:
+        """Generated token ids, stopping at EOS/<end_of_turn>, max_new_tokens or the context;
+        None between two chunks of a long prompt, where the consumer may stop."""
+        self._check_prompt(len(prompt_ids))
         budget = min(max_new_tokens, self.config.context_length - len(prompt_ids))
         if budget <= 0:
             return
@@ -176,7 +190,10 @@ class Model:
         cache = KVCache(self.config, capacity=len(prompt_ids) + budget)
         timings = result.timings
         start = time.perf_counter()
-        logits = self.prefill(cache, prompt_ids)
+        for i, chunk in enumerate(prompt_chunks(prompt_ids)):
+            if i:
+                yield None
+            logits = self._prefill_chunk(cache, chunk)
         timings.prompt_tokens = len(prompt_ids)
         timings.prefill_s = time.perf_counter() - start
         for step in range(budget):
@@ -207,6 +224,9 @@ class Model:
         text = TextAssembler(self.tokenizer, list(stop or ()))
         for token in self._tokens(self._prompt_ids(prompt), max_new_tokens, settings, seed,
                                   result):
+            if token is None:  # still reading the prompt: an empty piece, to stop at
+                yield ""
+                continue
             result.token_ids.append(token)
             piece = text.push(token)
             result.text = text.text
@@ -254,7 +274,7 @@ class Model:
         settings = SamplingSettings(temperature, top_k, top_p)
         ids = [self._prompt_ids(p) for p in prompts]
         for row in ids:
-            self._check_fits(len(row))
+            self._check_prompt(len(row))
         lengths = np.array([len(row) for row in ids], np.int32)
         budget = min(max_new_tokens, self.config.context_length - int(lengths.max()))
         results = [Generation("", [], "length") for _ in ids]

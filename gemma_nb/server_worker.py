@@ -5,7 +5,8 @@ are admitted (else `QueueFullError`, which the server answers with 429). A worke
 the job with `Model.stream` and hands each text piece to the event loop; the request's handler
 reads them with `Job.pieces()`. `Job.cancel()` (a client gone) is seen by the worker at the
 next piece, and the stream generator is closed: the model is free after one more token (a few
-while `Model.stream` holds back a split character or a possible stop string).
+while `Model.stream` holds back a split character or a possible stop string), or, while a long
+prompt is read, once its running chunk of 128 tokens ends.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def _run(model: Model, job: Job) -> None:
         for piece in stream:
             if job.cancelled:
                 break
-            job.emit(piece)
+            if piece:  # empty ones only mark a chunk of a long prompt done
+                job.emit(piece)
         job.result = stream.result
         job.emit(_DONE)
     except GemmaError as exc:

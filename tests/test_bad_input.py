@@ -136,6 +136,15 @@ def test_prompt_longer_than_context_raises(tiny_gemma2_model):
         tiny_gemma2_model.logits(too_long)
 
 
+def test_empty_prompt_raises(tiny_gemma2_model):
+    with pytest.raises(gemma_nb.EmptyPromptError, match="no tokens"):
+        tiny_gemma2_model.generate([], max_new_tokens=1)
+    with pytest.raises(gemma_nb.EmptyPromptError):
+        tiny_gemma2_model.logits([])
+    with pytest.raises(gemma_nb.EmptyPromptError):
+        tiny_gemma2_model.generate_batch([[2, 5], []], max_new_tokens=1)
+
+
 def test_cli_prompt_longer_than_context_is_one_line(tiny_gemma2_model):
     prompt = " ".join(["word"] * tiny_gemma2_model.config.context_length)
     result = run_cli("generate", str(tiny_gemma2_model.path), "-p", prompt, "-n", "1")

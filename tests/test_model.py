@@ -102,3 +102,16 @@ def test_ctrl_c_during_a_long_prompt_stops_after_the_running_chunk(model, monkey
     with pytest.raises(KeyboardInterrupt):
         model.prefill(cache, list(range(2, 22)))
     assert cache.lengths.tolist() == [4]  # the other 16 tokens never ran
+
+
+def test_a_long_prompt_streams_an_empty_piece_between_chunks(model, monkeypatch):
+    monkeypatch.setattr(model_module, "PREFILL_CHUNK", 4)
+    prompt = [model.tokenizer.bos_id, *range(5, 15)]  # 11 tokens: chunks of 4, 4, 3
+    whole = model.generate(prompt, max_new_tokens=3)
+    pieces = list(model.stream(prompt, max_new_tokens=3))
+    assert pieces[:2] == ["", ""] and "".join(pieces) == whole.text
+
+    stream = model.stream(prompt, max_new_tokens=3)
+    assert next(iter(stream)) == ""  # the first chunk has run: a consumer may stop here
+    stream.close()
+    assert stream.result.token_ids == [] and stream.result.text == ""

@@ -549,6 +549,15 @@ def test_a_client_gone_while_waiting_for_a_whole_answer_frees_the_model(real_ser
 
 
 @pytest.mark.slow
+def test_a_client_gone_while_its_long_prompt_is_read_frees_the_model(real_server):
+    """~7,000 prompt tokens take ~20 s to read here; the worker stops after the running chunk."""
+    long_prompt = {"prompt": "The quick brown fox jumps over the lazy dog. " * 700, "max_tokens": 1}
+    with pytest.raises(httpx.ReadTimeout):
+        real_server.post(COMPLETIONS, long_prompt, timeout=2)
+    wait_until_idle(real_server, within_s=5)
+
+
+@pytest.mark.slow
 def test_a_full_queue_answers_429_and_the_server_serves_on(make_server, real_model_dir):
     srv = make_server(real_model_dir, "--queue", "0")  # one generation at a time, none waiting
     with httpx.stream("POST", srv.url + COMPLETIONS, json={**COUNTING, "stream": True},

@@ -16,6 +16,7 @@ import pytest
 import gemma_nb
 from gemma_nb.chat import ChatFormatError, format_chat
 from gemma_nb.exclusive import model_lock
+from gemma_nb import model as model_module
 from gemma_nb.model import Stream
 from gemma_nb.widget import Chat, ChatBusyError
 from gemma_nb.widget.chat import UPDATE_INTERVAL_S, WAITING, Deltas
@@ -177,6 +178,29 @@ def test_stop_keeps_the_partial_text_and_frees_the_model(slow_model):
     lock = model_lock(slow_model)
     assert lock.acquire(blocking=False)  # Stop released the model
     lock.release()
+
+
+def test_stop_while_the_prompt_is_read_ends_it_after_the_running_chunk(model, monkeypatch):
+    monkeypatch.setattr(model_module, "PREFILL_CHUNK", 2)
+    chunks: list[int] = []
+    run_chunk = model._prefill_chunk
+
+    def slow_chunk(cache, chunk):
+        chunks.append(len(chunk))
+        time.sleep(0.2)
+        return run_chunk(cache, chunk)
+
+    monkeypatch.setattr(model, "_prefill_chunk", slow_chunk)
+    chat = Chat(model, max_tokens=20)
+    question = "Tell me a story about a cat, a dog and a bird."
+    chat.ask(question)
+    until(lambda: chunks)
+    chat.stop()
+    assert chat.wait(5)
+    entry = answer_entry(chat)
+    assert entry["state"] == "stopped" and entry["content"] == ""
+    prompt = model.tokenizer.encode(format_chat([{"role": "user", "content": question}]))
+    assert len(prompt) >= 10 and sum(chunks) <= 4  # at most the running chunk and one more
 
 
 def test_the_front_end_stop_message_stops_it(slow_model):
