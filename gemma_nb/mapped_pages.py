@@ -3,7 +3,7 @@
 ONNX Runtime maps the folder's external data file, and at load MLAS copies each 4-bit weight,
 with its scales, into a packed buffer of its own. It frees the mapping of the 4-bit codes but
 keeps those of the scales and zero points, whose pages the packing has read: they stay resident
-and count in the process's RSS (350 MB of the 2B shape's 2.6 GB while generating, 36 MB of the
+and count in the process's RSS (350 MB of the 2B shape's 2.8 GB while generating, 36 MB of the
 270M's 0.44 GB) though no run reads them again. Such pages are clean copies of the file, so
 `madvise(MADV_DONTNEED)` can drop them from this process; a page touched again is read back from
 the file (the page cache, usually). Mappings with pages written since (copy-on-write) are left
