@@ -377,6 +377,7 @@ def run_suite(suite: Suite, args) -> dict:
               "threads": args.threads, "repeat": args.repeat, "rounds": args.rounds,
               "quiet": args.quiet,
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "commit": git_head(),
               "kv_bytes_fp32": kv_bytes(suite.source, len(prompt) + args.new_tokens),
               "bandwidth": [], "rows": []}
     for round_no in range(args.rounds):  # rounds interleave the runtimes: A B C, A B C, ...
@@ -457,12 +458,22 @@ def machine() -> dict:
             "kernel": platform.release(), "python": platform.python_version()}
 
 
-def versions(peers_python: str) -> dict:
+def git_head() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, cwd=REPO, check=False).stdout.strip()
+
+
+def measured_commits(results: list[dict]) -> str:
+    """Each suite's gemma-nb commit as its results recorded it (a page rewritten later by
+    --docs-only must not name the HEAD of that later day)."""
+    return "; ".join(f"{r['suite']} suite {r.get('commit', 'not recorded')}" for r in results)
+
+
+def versions(peers_python: str, results: list[dict]) -> dict:
     import onnxruntime
 
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True, cwd=REPO, check=False).stdout.strip()
-    out = {"gemma-nb (git HEAD)": sha, "onnxruntime (gemma-nb)": onnxruntime.__version__}
+    out = {"gemma-nb (git commit measured)": measured_commits(results),
+           "onnxruntime (gemma-nb)": onnxruntime.__version__}
     try:
         out.update(json.loads(run([peers_python, "benchmarks/peers_worker.py", "versions"])))
     except (RuntimeError, OSError) as exc:
@@ -651,7 +662,7 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
         ("- llama.cpp is built with AMX off (its AMX kernel dies with SIGILL on these VMs), "
         "see benchmarks/build_peers.sh; ONNX Runtime's MLAS may use AMX."), "",
         "## Versions", ""]
-    lines += [f"- {k}: {v}" for k, v in versions(peers_python).items()] + [""]
+    lines += [f"- {k}: {v}" for k, v in versions(peers_python, results).items()] + [""]
     for result in results:
         lines += suite_table(result)
     lines += commands_section(results) + NOTES
@@ -671,7 +682,8 @@ NOTES = [
      "MLAS uses AMX only in its int8 GEMM (`DynamicQuantizeMatMul`, ~1,050 GOPS), which needs "
      "int8 weights (a second copy, or 8 bits a weight) and quantizes activations per tensor "
      "(+21% perplexity on the 270M). Closing it takes an AMX path in `MatMulNBits`, or per-row "
-     "activation scales on int8 weights compared at Q8_0's bytes."),
+     "activation scales on int8 weights: a trial of those on the 270M (+1% perplexity over fp32 "
+     "when smoothed, 1.4-1.6x our int4 prefill) is in performance.md."),
     ("- **Load** (2 s): MLAS's packing of the 4-bit weights costs ~4 s of CPU for the 2B shape, "
      "so 2 cores need ~2 s; and the lm_head, a fifth of the weights, is packed last, alone on "
      "one thread (~0.3 s more)."),
@@ -709,6 +721,8 @@ def appended(old: dict, new: dict) -> dict:
     old["bandwidth"] += new["bandwidth"]
     old["rounds"] = old.get("rounds", 1) + new["rounds"]
     old["started"] += ", " + new["started"]
+    if old.get("commit") != new["commit"]:
+        old["commit"] = f"{old.get('commit', 'not recorded')}, then {new['commit']}"
     return old
 
 
