@@ -30,11 +30,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 import gemma_nb
 from gemma_nb import bench
+from gemma_nb.folder import read_model_info
 from gemma_nb.kv_cache import KVCache
+from quant_accuracy import TEXT, perplexity  # the perplexity docs/quantization.md reports
 
 ROOT = Path(__file__).resolve().parent.parent
-CALIBRATION = (ROOT / "README.md").read_text()  # not the text the perplexity is measured on
-EVALUATION = (ROOT / "tests" / "data" / "perplexity.txt").read_text()
+CALIBRATION = (ROOT / "README.md").read_text()  # not the TEXT the perplexity is measured on
 CALIBRATION_TOKENS = 1024
 
 
@@ -140,9 +141,10 @@ def per_row_matmul(node: onnx.NodeProto, weight: str) -> list[onnx.NodeProto]:
 
 def quantize_layers(model: onnx.ModelProto, per_row: bool) -> None:
     graph, w = model.graph, Weights(model.graph)
+    layers = {n.name for n in layer_matmuls(graph)}
     nodes, extra = [], []
     for node in graph.node:
-        if node not in layer_matmuls(graph):
+        if node.name not in layers:
             nodes.append(node)
             continue
         weight = node.input[1]
@@ -171,7 +173,7 @@ def quantize_layers(model: onnx.ModelProto, per_row: bool) -> None:
 
 def variant(source: Path, work: Path, maxima, alpha: float, per_row: bool) -> Path:
     model = onnx.load(str(source / "model.onnx"))
-    cfg = gemma_nb.load(source).config
+    _, cfg = read_model_info(source)
     if alpha > 0:
         fold_smoothing(model.graph, cfg, maxima, alpha)
     quantize_layers(model, per_row)
@@ -179,13 +181,10 @@ def variant(source: Path, work: Path, maxima, alpha: float, per_row: bool) -> Pa
     return save_variant(model, source, work / name)
 
 
-def perplexity(folder: Path) -> float:
+def perplexity_of(folder: Path) -> float:
     model = gemma_nb.load(folder, threads=2)
-    ids = model.tokenizer.encode(EVALUATION)
-    logits = model.logits(ids).astype(np.float64)
-    logits -= logits.max(-1, keepdims=True)
-    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    return float(np.exp(-log_probs[np.arange(len(ids) - 1), ids[1:]].mean()))
+    ids = model.tokenizer.encode(TEXT)
+    return perplexity(model.logits(ids), ids)
 
 
 def speeds(folders: list[Path], rounds: int = 3) -> dict[Path, tuple[float, float]]:
@@ -214,7 +213,7 @@ def main() -> None:
     timed = speeds(folders)
     for folder in folders:
         prefill, decode = timed[folder]
-        print(f"{folder.name}: perplexity {perplexity(folder):.2f}, prefill-512 {prefill:.0f} "
+        print(f"{folder.name}: perplexity {perplexity_of(folder):.2f}, prefill-512 {prefill:.0f} "
               f"tok/s, decode {decode:.1f} tok/s", flush=True)
 
 
