@@ -23,6 +23,7 @@ __all__ = ["Mapping", "file_mappings", "release_resident_pages"]
 
 MADV_DONTNEED = 4  # Linux <sys/mman.h>
 SMAPS = Path("/proc/self/smaps")
+ON_LINUX = sys.platform.startswith("linux")  # smaps and madvise(2) with MADV_DONTNEED = 4
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _mapping(fields: dict[str, int]) -> Mapping:
 def release_resident_pages(path: str | Path) -> int:
     """Drop this process's resident, unwritten pages of `path`'s mappings; returns the bytes
     released (0 off Linux, or where nothing was resident)."""
-    if not sys.platform.startswith("linux"):
+    if not ON_LINUX:
         return 0
     madvise = _madvise()
     released = 0
