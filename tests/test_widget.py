@@ -107,6 +107,50 @@ def test_an_answer_streams_as_deltas_and_lands_in_messages(model):
     assert not chat.busy and chat.status == ""
 
 
+class StateSyncs:
+    """Stands in for `send_state`: each state message the front end would get, as the values
+    it carries."""
+
+    def __init__(self, chat: Chat) -> None:
+        self.chat = chat
+        self.messages: list[dict[str, Any]] = []
+
+    def __call__(self, key: str | set[str] | None = None) -> None:
+        keys = {key} if isinstance(key, str) else set(key or ())
+        if keys:
+            self.messages.append({k: getattr(self.chat, k) for k in keys})
+
+
+def synced(chat: Chat) -> StateSyncs:
+    syncs = StateSyncs(chat)
+    chat.send_state = syncs
+    return syncs
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["answered", "failed"])
+def test_the_front_end_gets_the_ending_and_idle_together(model, monkeypatch, fails):
+    """A finished answer (or its error) and busy=False arrive in one state message: a front end
+    that showed the one before the other would show Send disabled under a finished answer."""
+    def broken_stream(*args: Any, **kwargs: Any) -> Stream:
+        raise RuntimeError("the session died")
+
+    if fails:
+        monkeypatch.setattr(model, "stream", broken_stream)
+    chat = Chat(model, max_tokens=8)
+    recorded(chat)
+    syncs = synced(chat)
+    chat.ask("Hello")
+    assert chat.wait(TIMEOUT_S)
+
+    def ended(message: dict[str, Any]) -> bool:
+        return any(e["role"] == "error" or e.get("state") == "done"
+                   for e in message.get("_log", ()))
+
+    first_ended = next(m for m in syncs.messages if ended(m))
+    assert first_ended.get("busy") is False and first_ended.get("status") == ""
+    assert syncs.messages[-1] is first_ended  # nothing after it
+
+
 def test_the_system_prompt_and_history_reach_the_model(model):
     chat = Chat(model, system="Be brief.", max_tokens=8)
     recorded(chat)

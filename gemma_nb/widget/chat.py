@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,7 @@ class Chat(anywidget.AnyWidget):
     def _answer(self, question_id: int, answer_id: int, stop: threading.Event) -> None:
         """Load the model if needed, wait for it, stream the answer, commit it. In the worker."""
         started = time.perf_counter()
+        ending: Callable[[], None] | None = None  # how the answer ends: set by each outcome
         try:
             model = self._ensure_model()
             with exclusive(model, on_wait=lambda: setattr(self, "status", WAITING),
@@ -207,17 +209,28 @@ class Chat(anywidget.AnyWidget):
                 self._update(answer_id, state="streaming")
                 prompt = self._prompt(model, question_id)
                 result, stopped = self._stream(model, prompt, answer_id, stop)
-            self._commit(answer_id, result, stopped, time.perf_counter() - started)
+            ending = partial(self._commit, answer_id, result, stopped,
+                             time.perf_counter() - started)
         except Cancelled:  # Stop while waiting: an empty answer, marked stopped
-            self._commit(answer_id, Generation("", [], "stop"), True,
-                         time.perf_counter() - started)
+            ending = partial(self._commit, answer_id, Generation("", [], "stop"), True,
+                             time.perf_counter() - started)
         except Exception as exc:  # the thread's edge: every failure is shown in the widget
             message = str(exc) if isinstance(exc, GemmaError) else f"{type(exc).__name__}: {exc}"
-            self._fail(question_id, answer_id, message)
+            ending = partial(self._fail, question_id, answer_id, message)
         finally:
-            with self._mutex:
-                self.busy = False
-                self.status = ""
+            self._finish(ending)
+
+    def _finish(self, ending: Callable[[], None] | None) -> None:
+        """The answer's last state and the chat's idle state in one sync message: the front end
+        never shows a finished answer while Send is still disabled."""
+        with self.hold_sync():
+            try:
+                if ending is not None:
+                    ending()
+            finally:
+                with self._mutex:
+                    self.busy = False
+                    self.status = ""
 
     def _ensure_model(self) -> Model:
         if self._model is None:
