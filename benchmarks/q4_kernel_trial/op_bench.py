@@ -1,0 +1,119 @@
+"""Q4MatMul against numpy (accuracy) and against MatMulNBits (speed), on the same 4-bit codes.
+
+One 2304 x 9216 weight shape (the 2B shape's MLP), a chain of distinct weights so they come from
+DRAM, not the L3; both ops run side by side in one process, alternating.
+
+    python benchmarks/q4_kernel_trial/op_bench.py /tmp/q4trial/libq4trial.so
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from layout import BLOCK, to_tiles
+
+
+def quantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Asymmetric 4-bit per block of 32 with integer zero points, as `gemma-nb export` does:
+    codes, scale, zero point; weight = scale * (code - zero)."""
+    n, k = w.shape
+    b = w.reshape(n, k // BLOCK, BLOCK)
+    lo, hi = np.minimum(b.min(-1), 0), np.maximum(b.max(-1), 0)
+    scale = np.maximum(hi - lo, 1e-8) / 15
+    zero = np.clip(np.round(-lo / scale), 0, 15)
+    codes = np.clip(np.round(b / scale[..., None]) + zero[..., None], 0, 15)
+    return codes.astype(np.uint8).reshape(n, k), scale.astype(np.float32), zero.astype(np.uint8)
+
+
+def pack_pairs(a: np.ndarray) -> np.ndarray:
+    return (a[..., 0::2] | (a[..., 1::2] << 4)).astype(np.uint8)
+
+
+def nbits_inputs(codes, scale, zero) -> list[np.ndarray]:
+    n, k = codes.shape
+    return [pack_pairs(codes).reshape(n, k // BLOCK, BLOCK // 2), scale.reshape(-1), pack_pairs(zero)]
+
+
+def trial_inputs(codes, scale, zero) -> list[np.ndarray]:
+    return list(to_tiles(codes, scale, -scale * zero))
+
+
+def chain_model(kind: str, weights: list[list[np.ndarray]], k: int, n: int):
+    """y = sum over weights of ReduceSum(x @ W_i^T): every weight is read, the output is tiny."""
+    nodes, inits = [], []
+    for i, arrays in enumerate(weights):
+        names = [f"w{i}.{j}" for j in range(len(arrays))]
+        inits += [numpy_helper.from_array(a, nm) for a, nm in zip(arrays, names)]
+        if kind == "trial":
+            nodes.append(helper.make_node("Q4MatMul", ["x", *names], [f"p{i}"], domain="gemma_nb.trial"))
+        else:
+            nodes.append(helper.make_node("MatMulNBits", ["x", *names], [f"p{i}"], domain="com.microsoft",
+                                          K=k, N=n, bits=4, block_size=BLOCK, accuracy_level=4))
+        nodes.append(helper.make_node("ReduceSum", [f"p{i}"], [f"r{i}"], keepdims=0))
+    nodes.append(helper.make_node("Sum", [f"r{i}" for i in range(len(weights))], ["y"]))
+    out = (helper.make_tensor_value_info("p0", TensorProto.FLOAT, ["M", n]) if len(weights) == 1
+           else helper.make_tensor_value_info("y", TensorProto.FLOAT, []))
+    graph = helper.make_graph(nodes, kind, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["M", k])],
+                              [out], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("com.microsoft", 1),
+                                                   helper.make_opsetid("gemma_nb.trial", 1)])
+
+
+def session(model, library: str, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.register_custom_ops_library(library)
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("library")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--chain", type=int, default=40)
+    ap.add_argument("--rows", type=int, nargs="+", default=[1, 128, 512])
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    k, n = 2304, 9216
+
+    w = rng.standard_normal((n, k)).astype(np.float32) * 0.02
+    codes, scale, zero = quantize(w)
+    dequantized = ((codes.reshape(n, k // BLOCK, BLOCK).astype(np.float32) - zero[..., None])
+                   * scale[..., None]).reshape(n, k)
+    for m in (1, 3, 8, 19, 40):  # 19, 40: groups of 16 rows (AMX), of 8 and single rows
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        reference = x @ dequantized.T
+        for kind, inputs in (("trial", trial_inputs), ("nbits", nbits_inputs)):
+            got = session(chain_model(kind, [inputs(codes, scale, zero)], k, n), args.library,
+                          args.threads).run(None, {"x": x})[0]
+            err = np.abs(got - reference).max() / np.abs(reference).max()
+            print(f"M={m} {kind}: max |error| / max |numpy| = {err:.4f}")
+
+    weights = [quantize(rng.standard_normal((n, k)).astype(np.float32) * 0.02) for _ in range(args.chain)]
+    sessions = {kind: session(chain_model(kind, [inputs(*q) for q in weights], k, n), args.library, args.threads)
+                for kind, inputs in (("trial", trial_inputs), ("nbits", nbits_inputs))}
+    for m in args.rows:
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        times: dict[str, list[float]] = {kind: [] for kind in sessions}
+        for s in sessions.values():
+            s.run(None, {"x": x})
+        for _ in range(9 if m == 1 else 3):
+            for kind, s in sessions.items():
+                started = time.perf_counter()
+                s.run(None, {"x": x})
+                times[kind].append((time.perf_counter() - started) / args.chain)
+        med = {kind: float(np.median(t)) for kind, t in times.items()}
+        for kind, t in med.items():
+            print(f"M={m} {kind}: {t * 1e3:.3f} ms a weight, {2 * m * n * k / t / 1e9:.0f} GOPS, "
+                  f"{n * k * 5 / 8 / t / 1e9:.1f} GB/s at 5 bits a weight")
+        print(f"M={m}: trial / MatMulNBits speed = {med['nbits'] / med['trial']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
