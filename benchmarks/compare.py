@@ -700,12 +700,12 @@ NOTES = [
      "(an fp32 scale and an fp32 block sum per 32 weights) of a 5.15-bit file: with the cache "
      "that is 2.22 GB before any activation, above the 2B shape's 2.12 GB target."),
     ("- **A kernel of our own** (a trial, not shipped: `benchmarks/q4_kernel_trial`, measured "
-     "side by side with the same peers) closes every gap on the 2B shape except decode at 70% "
-     "of the bound (60%). It is an onnxruntime custom op that reads the weights straight from "
-     "the file, with no repacking: int8 VNNI for decode, AMX bf16 for prompts. It gave decode "
-     "1.36x the faster peer, prefill 3.4x llama.cpp, load in 0.22 s, and 1.96 GB while "
-     "generating. On the 270M: prefill 3.7x, decode 1.13x. What shipping it takes is in "
-     "performance.md."),
+     "side by side with the same peers) meets every target on the 2B shape. It is an onnxruntime "
+     "custom op that reads the weights straight from the file, with no repacking: int8 VNNI with "
+     "prefetch for decode, AMX bf16 for prompts. On the 2B shape it gave decode 1.65x the faster "
+     "peer at 87% of the bound, prefill 3.35x llama.cpp, load in 0.17 s, and 1.97 GB while "
+     "generating. On the 270M: decode 1.70x, prefill 3.56x, 53% of the bound. What shipping it "
+     "takes is in performance.md."),
     "",
     "## Notes", "",
     ("- onnxruntime-genai's builder (0.18) needs transformers 5 but reads Gemma-3's RoPE from "

@@ -35,6 +35,9 @@ namespace {
 
 constexpr int64_t kBlock = 32, kTile = 16, kTileBytes = 256;
 constexpr int kRows = 8;  // activation rows that share one unpacking of a tile's codes
+// Decode streams the codes once; asking for them this far ahead keeps enough reads in flight for
+// 2 cores to reach the read bandwidth (4-8 KB: 1.4-1.5x the decode speed without, 2B shape).
+constexpr int64_t kPrefetchBytes = 4096;
 
 struct QuantizedRows {
   std::vector<int8_t> q;
@@ -103,6 +106,9 @@ void tile_rows(const MatMulJob& job, int64_t tile, int64_t row0) {
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < job.blocks; ++b) {
     __m512i codes[8];  // codes[t]: 16 rows x columns 4t .. 4t + 3
+    for (int L = 0; L < 4; ++L) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + b * kTileBytes + kPrefetchBytes + L * 64), _MM_HINT_T0);
+    }
     for (int L = 0; L < 4; ++L) {
       const __m512i v = _mm512_loadu_si512(w + b * kTileBytes + L * 64);
       codes[2 * L] = _mm512_and_si512(v, low_nibbles);
