@@ -162,7 +162,7 @@ def prepare(suite: Suite, peers_python: str, work: Path) -> None:
             build_ortgenai(suite, path, label, peers_python, work)
     for dtype, spec in suite.ours.items():
         folder, _, src = spec.partition("@")
-        if not Path(folder).exists():
+        if not Path(folder).exists() and not dtype.endswith(TRIAL_SUFFIX):  # convert.py makes those
             run([sys.executable, "-m", "gemma_nb.cli", "export", src or suite.source, "-o",
                  folder, "--dtype", export_dtype(dtype)], work / f"export-{Path(folder).name}.log")
 

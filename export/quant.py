@@ -48,7 +48,7 @@ from gguf.quants import dequantize
 from .errors import ExportError
 
 __all__ = ["PackedWeight", "QuantizationError", "quantize_symmetric", "quantize_asymmetric",
-           "dequantize_packed",
+           "dequantize_packed", "unpacked_codes",
            "reencode_gguf", "pack_zero_points", "stack_rows", "REENCODINGS"]
 
 Q = GGMLQuantizationType
@@ -110,15 +110,20 @@ def _packed(codes: np.ndarray, scales: np.ndarray, bits: int, block_size: int,
                         np.ascontiguousarray(scales, np.float32).reshape(-1), zp, n, k)
 
 
+def unpacked_codes(p: PackedWeight) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 codes [N, K] and zero points [N, n_blocks] (2^(bits-1) where p has none)."""
+    codes = _unpack(p.B, p.bits).reshape(p.N, p.K)
+    if p.zero_points is None:
+        return codes, np.full((p.N, p.n_blocks), 1 << (p.bits - 1), np.uint8)
+    return codes, _unpack(p.zero_points.reshape(p.N, -1), p.bits)[:, : p.n_blocks]
+
+
 def dequantize_packed(p: PackedWeight) -> np.ndarray:
     """float32 [N, K]: what MatMulNBits computes from B, scales and zero points."""
-    codes = _unpack(p.B, p.bits).reshape(p.N, p.n_blocks, p.block_size).astype(np.float32)
-    if p.zero_points is None:
-        zp = np.float32(1 << (p.bits - 1))
-    else:
-        zp = _unpack(p.zero_points.reshape(p.N, -1), p.bits)[:, : p.n_blocks, None]
+    codes, zp = unpacked_codes(p)
+    blocks = codes.reshape(p.N, p.n_blocks, p.block_size).astype(np.float32)
     scales = p.scales.reshape(p.N, p.n_blocks, 1)
-    return ((codes - zp.astype(np.float32)) * scales).reshape(p.N, p.K)
+    return ((blocks - zp[..., None].astype(np.float32)) * scales).reshape(p.N, p.K)
 
 
 # ---------------------------------------------------------------- float weights -> blocks

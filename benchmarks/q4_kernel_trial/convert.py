@@ -15,25 +15,23 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from layout import BLOCK, to_tiles
+from gemma_export.quant import PackedWeight
+from layout import tiles_from_packed
 
 DOMAIN = "gemma_nb.trial"
 
 
-def nibbles(packed: np.ndarray) -> np.ndarray:
-    """MatMulNBits' packing: the low nibble is the earlier element."""
-    return np.stack([packed & 15, packed >> 4], -1).reshape(*packed.shape[:-1], -1)
-
-
 def tiled(inits: dict, node: onnx.NodeProto) -> list[np.ndarray]:
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if attrs["bits"] != 4 or attrs["block_size"] != BLOCK or len(node.input) < 4:
-        raise SystemExit(f"{node.name}: only 4-bit, block-32 MatMulNBits with zero points convert")
-    k, n = attrs["K"], attrs["N"]
-    codes = nibbles(numpy_helper.to_array(inits[node.input[1]])).reshape(n, k)
-    scale = numpy_helper.to_array(inits[node.input[2]]).astype(np.float32).reshape(n, k // BLOCK)
-    zero = nibbles(numpy_helper.to_array(inits[node.input[3]])).reshape(n, -1)[:, :k // BLOCK]
-    return list(to_tiles(codes, scale, -scale * zero))
+    if len(node.input) < 4:
+        raise SystemExit(f"{node.name}: only MatMulNBits with zero points convert")
+    b, scales, zero = (numpy_helper.to_array(inits[name]) for name in node.input[1:4])
+    weight = PackedWeight(attrs["bits"], attrs["block_size"], b, scales.astype(np.float32), zero,
+                          attrs["N"], attrs["K"])
+    try:
+        return list(tiles_from_packed(weight))
+    except ValueError as exc:
+        raise SystemExit(f"{node.name}: {exc}") from None
 
 
 def retype(node: onnx.NodeProto, op: str, inputs: list[str]) -> None:

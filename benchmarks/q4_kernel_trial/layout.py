@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from gemma_export.quant import PackedWeight, unpacked_codes
 
 BLOCK, TILE = 32, 16
 
@@ -23,3 +24,14 @@ def to_tiles(codes: np.ndarray, scale: np.ndarray, minimum: np.ndarray
 
     return (np.ascontiguousarray(tiles, dtype=np.uint8), np.ascontiguousarray(per_tile(scale)),
             np.ascontiguousarray(per_tile(minimum)))
+
+
+def tiles_from_packed(p: PackedWeight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 4-bit, block-32 MatMulNBits weight (B, scales, zero points) in the trial's layout: the
+    same codes; scale * (code - zero) becomes scale * code + minimum."""
+    if p.bits != 4 or p.block_size != BLOCK:
+        raise ValueError(f"only 4-bit, block-{BLOCK} weights convert (got {p.bits}-bit, "
+                         f"block {p.block_size})")
+    codes, zero = unpacked_codes(p)
+    scale = p.scales.reshape(p.N, p.n_blocks)
+    return to_tiles(codes, scale, -scale * zero)

@@ -15,32 +15,21 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from layout import BLOCK, to_tiles
+from gemma_export.quant import PackedWeight, dequantize_packed, quantize_asymmetric
+from layout import BLOCK, tiles_from_packed
 
 
-def quantize(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Asymmetric 4-bit per block of 32 with integer zero points, as `gemma-nb export` does:
-    codes, scale, zero point; weight = scale * (code - zero)."""
-    n, k = w.shape
-    b = w.reshape(n, k // BLOCK, BLOCK)
-    lo, hi = np.minimum(b.min(-1), 0), np.maximum(b.max(-1), 0)
-    scale = np.maximum(hi - lo, 1e-8) / 15
-    zero = np.clip(np.round(-lo / scale), 0, 15)
-    codes = np.clip(np.round(b / scale[..., None]) + zero[..., None], 0, 15)
-    return codes.astype(np.uint8).reshape(n, k), scale.astype(np.float32), zero.astype(np.uint8)
+def nbits_inputs(p: PackedWeight) -> list[np.ndarray]:
+    return [p.B, p.scales, p.zero_points]
 
 
-def pack_pairs(a: np.ndarray) -> np.ndarray:
-    return (a[..., 0::2] | (a[..., 1::2] << 4)).astype(np.uint8)
+def trial_inputs(p: PackedWeight) -> list[np.ndarray]:
+    return list(tiles_from_packed(p))
 
 
-def nbits_inputs(codes, scale, zero) -> list[np.ndarray]:
-    n, k = codes.shape
-    return [pack_pairs(codes).reshape(n, k // BLOCK, BLOCK // 2), scale.reshape(-1), pack_pairs(zero)]
-
-
-def trial_inputs(codes, scale, zero) -> list[np.ndarray]:
-    return list(to_tiles(codes, scale, -scale * zero))
+def quantize(rng: np.random.Generator, n: int, k: int) -> PackedWeight:
+    """A random weight as `gemma-nb export --dtype int4` quantizes it (zero points, block 32)."""
+    return quantize_asymmetric(rng.standard_normal((n, k)).astype(np.float32) * 0.02, 4, BLOCK)
 
 
 def chain_model(kind: str, weights: list[list[np.ndarray]], k: int, n: int):
@@ -82,21 +71,19 @@ def main() -> None:
     rng = np.random.default_rng(0)
     k, n = 2304, 9216
 
-    w = rng.standard_normal((n, k)).astype(np.float32) * 0.02
-    codes, scale, zero = quantize(w)
-    dequantized = ((codes.reshape(n, k // BLOCK, BLOCK).astype(np.float32) - zero[..., None])
-                   * scale[..., None]).reshape(n, k)
+    weight = quantize(rng, n, k)
+    dequantized = dequantize_packed(weight)
     for m in (1, 3, 8, 19, 40):  # 19, 40: groups of 16 rows (AMX), of 8 and single rows
         x = rng.standard_normal((m, k)).astype(np.float32)
         reference = x @ dequantized.T
         for kind, inputs in (("trial", trial_inputs), ("nbits", nbits_inputs)):
-            got = session(chain_model(kind, [inputs(codes, scale, zero)], k, n), args.library,
+            got = session(chain_model(kind, [inputs(weight)], k, n), args.library,
                           args.threads).run(None, {"x": x})[0]
             err = np.abs(got - reference).max() / np.abs(reference).max()
             print(f"M={m} {kind}: max |error| / max |numpy| = {err:.4f}")
 
-    weights = [quantize(rng.standard_normal((n, k)).astype(np.float32) * 0.02) for _ in range(args.chain)]
-    sessions = {kind: session(chain_model(kind, [inputs(*q) for q in weights], k, n), args.library, args.threads)
+    weights = [quantize(rng, n, k) for _ in range(args.chain)]
+    sessions = {kind: session(chain_model(kind, [inputs(w) for w in weights], k, n), args.library, args.threads)
                 for kind, inputs in (("trial", trial_inputs), ("nbits", nbits_inputs))}
     for m in args.rows:
         x = rng.standard_normal((m, k)).astype(np.float32)

@@ -88,7 +88,7 @@ struct MatMulJob {
   const uint8_t* tiles;
   const uint16_t* scales;
   const uint16_t* mins;
-  const QuantizedRows* x;
+  const QuantizedRows* x;  // rows first_row .. m - 1, quantized
   float* out;
   int64_t m, n, blocks;
   int64_t first_row;  // rows before it were done on AMX
@@ -117,7 +117,7 @@ void tile_rows(const MatMulJob& job, int64_t tile, int64_t row0) {
     const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + b * kTile)));
     const __m512 min = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn + b * kTile)));
     for (int r = 0; r < R; ++r) {
-      const int64_t xb = (row0 + r) * job.blocks + b;
+      const int64_t xb = (row0 + r - job.first_row) * job.blocks + b;
       const int32_t* xq = reinterpret_cast<const int32_t*>(x.q.data() + xb * kBlock);
       __m512i dot = _mm512_setzero_si512();
       for (int t = 0; t < 8; ++t) dot = _mm512_dpbusd_epi32(dot, codes[t], _mm512_set1_epi32(xq[t]));
@@ -259,7 +259,7 @@ void Q4MatMul(OrtKernelContext* context, const Ort::Custom::Tensor<float>& a,
     ctx.ParallelFor(tile_columns_amx, static_cast<size_t>(w_shape[0]), 0, &amx);
   }
   if (job.first_row < m) {
-    quantize_rows(ctx, a.Data(), m * blocks, x);
+    quantize_rows(ctx, a.Data() + job.first_row * a_shape.back(), (m - job.first_row) * blocks, x);
     ctx.ParallelFor(matmul_tile, static_cast<size_t>(w_shape[0]), 0, &job);
   }
 }
