@@ -1,7 +1,12 @@
-"""Editable installs of `export/` as the `gemma_export` package.
+"""The wheel's build hook: the CPU kernel, and editable installs of `export/` as `gemma_export`.
 
-The wheel force-includes export/ as gemma_export/. An editable install puts the project root on
-sys.path, where gemma_nb is found, but hatchling cannot rename a folder in one
+The CPU kernel: gemma_nb/kernels/build.py compiles q4_matmul.cc (the ops of `--dtype int4-cpu`)
+beside its source, and a wheel carries the library. A failed build (no compiler, no network for
+onnxruntime's headers) does not fail the install: it is reported, and the reason kept for the
+runtime's error message; `gemma-nb build-kernel` can build it later.
+
+The exporter: the wheel force-includes export/ as gemma_export/. An editable install puts the
+project root on sys.path, where gemma_nb is found, but hatchling cannot rename a folder in one
 (pfmoore/editables#20): this hook adds a `gemma_export` module to the editable wheel that loads
 export/__init__.py in its place. Submodules then come from export/, edits show on the next
 import, and nothing is needed at run time, so `pip install --no-deps -e .` works.
@@ -9,6 +14,7 @@ import, and nothing is needed at run time, so `pip install --no-deps -e .` works
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -29,13 +35,35 @@ _spec.loader.exec_module(_module)
 '''
 
 
-class EditableGemmaExport(BuildHookInterface):
+class GemmaNbBuildHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         self._staging = None
-        if self.target_name != "wheel" or version != "editable":
+        if self.target_name != "wheel":
             return
+        self._build_kernel(version, build_data)
+        if version == "editable":
+            self._map_export(build_data)
+
+    def _build_kernel(self, version: str, build_data: dict[str, Any]) -> None:
+        path = os.path.join(self.root, "gemma_nb", "kernels", "build.py")
+        spec = importlib.util.spec_from_file_location("gemma_nb_kernel_build", path)
+        builder = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(builder)  # standard library only: nothing is installed yet
+        try:
+            library = builder.build(builder.SOURCE.parent)
+            shipped = library
+        except (builder.KernelBuildError, OSError) as exc:
+            shipped = builder.SOURCE.parent / builder.BUILD_ERROR_FILE
+            shipped.write_text(f"{exc}\n")
+            self.app.display_warning(f"gemma-nb: the int4-cpu CPU kernel was not built: {exc}")
+        if version != "editable":  # the library is git-ignored: include it by name
+            build_data["force_include"][str(shipped)] = f"gemma_nb/kernels/{shipped.name}"
+            build_data["pure_python"] = False
+            build_data["infer_tag"] = True
+
+    def _map_export(self, build_data: dict[str, Any]) -> None:
         folder = os.path.join(self.root, "export")
         self._staging = tempfile.mkdtemp(prefix="gemma-nb-editable-")
         loader = os.path.join(self._staging, "gemma_export.py")

@@ -1,0 +1,607 @@
+// gemma-nb's 4-bit CPU kernel (`--dtype int4-cpu`): ops Q4MatMul and Q4Gather, domain gemma_nb.
+//
+// ONNX Runtime's MatMulNBits makes MLAS copy every weight into its own packed layout at load
+// (seconds of CPU, and a second copy in memory). These ops read the weights straight from the
+// mapped file, in a layout made for AVX-512 VNNI: a weight [N, K] is cut into tiles of 16 rows (n)
+// by one block of 32 columns (k), 256 bytes each, tiles[N/16][K/32][256], where for L = 0..3,
+// r = 0..15 and j = 0..3 byte L*64 + 4r + j holds code q[r][8L + j] in its low nibble and
+// q[r][8L + 4 + j] in its high one. One 64-byte load, masked or shifted, then gives 16 rows x 4
+// columns of codes, which `vpdpbusd` multiplies with 4 int8 activations broadcast to all rows.
+// Per tile row and block: an fp16 scale and an fp16 minimum, scales[N/16][K/32][16] and mins
+// alike, so a weight is scale * q + min (5 bits a weight in all).
+//
+// Q4MatMul(A float [..., K], tiles, scales, mins) -> [..., N]
+// Q4Gather(tiles, scales, mins, ids int64 [...]) -> [..., K] (rows of a tied embedding table)
+//
+// Paths, chosen from what the CPU has; GEMMA_NB_KERNEL_ISA (exact, generic, avx2, avx512-vnni
+// or amx), read as a session is made, caps the choice, like oneDNN's ONEDNN_MAX_CPU_ISA:
+// - avx512-vnni (decode, and rows left over below): activations quantized to int8 per block of 32
+//   (scale absmax / 127), like MatMulNBits at accuracy level 4, so that
+//   sum_k w x = sum_blocks sx * (scale * dot(q, xq) + min * sum(xq)), with `vpdpbusd`.
+// - amx (prompts, 16 rows at a time): bf16 tile products (see tile_columns_amx).
+// - avx2: the same int8 arithmetic, 8 rows of a tile a register, `vpmaddubsw` + `vpmaddwd` in
+//   place of `vpdpbusd` (8 code x activation pairs summed in int16 stay under 8 * 2 * 15 * 127).
+// - generic: the same arithmetic in plain C++, for every other CPU.
+// - exact (only when asked for): fp32 activations times the dequantized weights, like
+//   MatMulNBits at accuracy level 0; slow, for checking a whole model against a reference.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#define ORT_API_MANUAL_INIT
+#include "onnxruntime_cxx_api.h"
+#undef ORT_API_MANUAL_INIT
+#include "onnxruntime_lite_custom_op.h"
+
+namespace {
+
+constexpr int64_t kBlock = 32, kTile = 16, kTileBytes = 256;
+constexpr int kRows = 8;  // activation rows that share one unpacking of a tile's codes
+// Decode streams the codes once; asking for them this far ahead keeps enough reads in flight for
+// 2 cores to reach the read bandwidth (4-8 KB: 1.4-1.5x the decode speed without, 2B shape).
+constexpr int64_t kPrefetchBytes = 4096;
+
+enum Isa : int { kExact = 0, kGeneric = 1, kAvx2 = 2, kAvx512Vnni = 3, kAmx = 4 };
+const char* const kIsaNames[] = {"exact", "generic", "avx2", "avx512-vnni", "amx"};
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1f,
+                 mantissa = h & 0x3ff;
+  if (exponent == 0) {  // zero or subnormal
+    const float f = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -f : f;
+  }
+  const uint32_t bits = exponent == 31 ? sign | 0x7f800000u | (mantissa << 13)
+                                       : sign | ((exponent + 112) << 23) | (mantissa << 13);
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+struct QuantizedRows {
+  std::vector<int8_t> q;
+  std::vector<float> scale;       // per block: sx
+  std::vector<float> scaled_sum;  // per block: sx * sum(xq)
+};
+
+using QuantizeBlock = void (*)(const float* a, QuantizedRows& out, int64_t i);
+
+void quantize_block_generic(const float* a, QuantizedRows& out, int64_t i) {
+  const float* x = a + i * kBlock;
+  float amax = 0.f;
+  for (int j = 0; j < kBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float inv = amax > 0 ? 127.f / amax : 0.f;
+  int32_t sum = 0;
+  for (int j = 0; j < kBlock; ++j) {
+    const int32_t q = static_cast<int32_t>(std::nearbyint(x[j] * inv));
+    out.q[i * kBlock + j] = static_cast<int8_t>(std::clamp(q, -128, 127));
+    sum += q;
+  }
+  out.scale[i] = amax / 127.f;
+  out.scaled_sum[i] = out.scale[i] * static_cast<float>(sum);
+}
+
+struct MatMulJob {
+  const float* a;  // [m][K]
+  const uint8_t* tiles;
+  const uint16_t* scales;
+  const uint16_t* mins;
+  const QuantizedRows* x;  // rows first_row .. m - 1, quantized
+  float* out;
+  int64_t m, n, blocks;
+  int64_t first_row;  // rows before it were done on AMX
+};
+
+// One output row in the 16 columns of one tile row, with the arithmetic of tile_rows below.
+void tile_row_generic(const MatMulJob& job, int64_t tile, int64_t row) {
+  float acc[kTile] = {};
+  for (int64_t b = 0; b < job.blocks; ++b) {
+    const int64_t at = tile * job.blocks + b;
+    const uint8_t* w = job.tiles + at * kTileBytes;
+    const int64_t xb = (row - job.first_row) * job.blocks + b;
+    const int8_t* xq = job.x->q.data() + xb * kBlock;
+    const float sx = job.x->scale[xb], scaled_sum = job.x->scaled_sum[xb];
+    for (int r = 0; r < kTile; ++r) {
+      int32_t dot = 0;
+      for (int L = 0; L < 4; ++L) {
+        for (int j = 0; j < 4; ++j) {
+          const uint8_t byte = w[L * 64 + 4 * r + j];
+          dot += (byte & 15) * xq[8 * L + j] + (byte >> 4) * xq[8 * L + 4 + j];
+        }
+      }
+      acc[r] += static_cast<float>(dot) * (half_to_float(job.scales[at * kTile + r]) * sx) +
+                half_to_float(job.mins[at * kTile + r]) * scaled_sum;
+    }
+  }
+  std::copy(acc, acc + kTile, job.out + row * job.n + tile * kTile);
+}
+
+void matmul_tile_generic(void* data, size_t tile) {
+  const auto& job = *static_cast<const MatMulJob*>(data);
+  for (int64_t r = job.first_row; r < job.m; ++r) tile_row_generic(job, static_cast<int64_t>(tile), r);
+}
+
+void matmul_tile_exact(void* data, size_t tile) {
+  const auto& job = *static_cast<const MatMulJob*>(data);
+  for (int64_t row = 0; row < job.m; ++row) {
+    const float* x = job.a + row * job.blocks * kBlock;
+    float acc[kTile] = {};
+    for (int64_t b = 0; b < job.blocks; ++b) {
+      const int64_t at = static_cast<int64_t>(tile) * job.blocks + b;
+      const uint8_t* w = job.tiles + at * kTileBytes;
+      const float* xb = x + b * kBlock;
+      for (int r = 0; r < kTile; ++r) {
+        const float s = half_to_float(job.scales[at * kTile + r]), m = half_to_float(job.mins[at * kTile + r]);
+        for (int L = 0; L < 4; ++L) {
+          for (int j = 0; j < 4; ++j) {
+            const uint8_t byte = w[L * 64 + 4 * r + j];
+            acc[r] += (s * (byte & 15) + m) * xb[8 * L + j] + (s * (byte >> 4) + m) * xb[8 * L + 4 + j];
+          }
+        }
+      }
+    }
+    std::copy(acc, acc + kTile, job.out + row * job.n + static_cast<int64_t>(tile) * kTile);
+  }
+}
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+
+// Rows row0 .. row0 + R - 1 of the output, in the 16 columns of one tile row: rows 0-7 of the
+// tile (the first 32 bytes of each 64), then rows 8-15.
+template <int R>
+void tile_rows_avx2(const MatMulJob& job, int64_t tile, int64_t row0) {
+  const uint8_t* w = job.tiles + tile * job.blocks * kTileBytes;
+  const uint16_t* sc = job.scales + tile * job.blocks * kTile;
+  const uint16_t* mn = job.mins + tile * job.blocks * kTile;
+  const QuantizedRows& x = *job.x;
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  for (int half = 0; half < 2; ++half) {
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < job.blocks; ++b) {
+      __m256i codes[8];  // codes[t]: 8 rows x columns 4t .. 4t + 3
+      for (int L = 0; L < 4; ++L) {
+        if (half == 0) _mm_prefetch(reinterpret_cast<const char*>(w + b * kTileBytes + kPrefetchBytes + L * 64), _MM_HINT_T0);
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTileBytes + L * 64 + 32 * half));
+        codes[2 * L] = _mm256_and_si256(v, low_nibbles);
+        codes[2 * L + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
+      }
+      const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + b * kTile + 8 * half)));
+      const __m256 min = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mn + b * kTile + 8 * half)));
+      for (int r = 0; r < R; ++r) {
+        const int64_t xb = (row0 + r - job.first_row) * job.blocks + b;
+        const int32_t* xq = reinterpret_cast<const int32_t*>(x.q.data() + xb * kBlock);
+        __m256i pairs = _mm256_setzero_si256();
+        for (int t = 0; t < 8; ++t) {
+          pairs = _mm256_add_epi16(pairs, _mm256_maddubs_epi16(codes[t], _mm256_set1_epi32(xq[t])));
+        }
+        const __m256i dot = _mm256_madd_epi16(pairs, ones);
+        acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(scale, _mm256_set1_ps(x.scale[xb])), acc[r]);
+        acc[r] = _mm256_fmadd_ps(min, _mm256_set1_ps(x.scaled_sum[xb]), acc[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(job.out + (row0 + r) * job.n + tile * kTile + 8 * half, acc[r]);
+  }
+}
+
+void matmul_tile_avx2(void* data, size_t tile) {  // rows from job.first_row on
+  const auto& job = *static_cast<const MatMulJob*>(data);
+  int64_t r = job.first_row;
+  for (; r + 4 <= job.m; r += 4) tile_rows_avx2<4>(job, tile, r);
+  for (; r < job.m; ++r) tile_rows_avx2<1>(job, tile, r);
+}
+
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")
+
+void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
+  const float* x = a + i * kBlock;
+  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+  const __m512 inv = _mm512_set1_ps(amax > 0 ? 127.f / amax : 0.f);
+  const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv));
+  const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
+  int8_t* q = out.q.data() + i * kBlock;
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtsepi32_epi8(q0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtsepi32_epi8(q1));
+  out.scale[i] = amax / 127.f;
+  out.scaled_sum[i] = out.scale[i] * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+}
+
+// Rows row0 .. row0 + R - 1 of the output, in the 16 columns of one tile row.
+template <int R>
+void tile_rows(const MatMulJob& job, int64_t tile, int64_t row0) {
+  const uint8_t* w = job.tiles + tile * job.blocks * kTileBytes;
+  const uint16_t* sc = job.scales + tile * job.blocks * kTile;
+  const uint16_t* mn = job.mins + tile * job.blocks * kTile;
+  const QuantizedRows& x = *job.x;
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < job.blocks; ++b) {
+    __m512i codes[8];  // codes[t]: 16 rows x columns 4t .. 4t + 3
+    for (int L = 0; L < 4; ++L) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + b * kTileBytes + kPrefetchBytes + L * 64), _MM_HINT_T0);
+    }
+    for (int L = 0; L < 4; ++L) {
+      const __m512i v = _mm512_loadu_si512(w + b * kTileBytes + L * 64);
+      codes[2 * L] = _mm512_and_si512(v, low_nibbles);
+      codes[2 * L + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles);
+    }
+    const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + b * kTile)));
+    const __m512 min = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn + b * kTile)));
+    for (int r = 0; r < R; ++r) {
+      const int64_t xb = (row0 + r - job.first_row) * job.blocks + b;
+      const int32_t* xq = reinterpret_cast<const int32_t*>(x.q.data() + xb * kBlock);
+      __m512i dot = _mm512_setzero_si512();
+      for (int t = 0; t < 8; ++t) dot = _mm512_dpbusd_epi32(dot, codes[t], _mm512_set1_epi32(xq[t]));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(scale, _mm512_set1_ps(x.scale[xb])), acc[r]);
+      acc[r] = _mm512_fmadd_ps(min, _mm512_set1_ps(x.scaled_sum[xb]), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(job.out + (row0 + r) * job.n + tile * kTile, acc[r]);
+}
+
+void matmul_tile_vnni(void* data, size_t tile) {  // rows from job.first_row on
+  const auto& job = *static_cast<const MatMulJob*>(data);
+  int64_t r = job.first_row;
+  for (; r + kRows <= job.m; r += kRows) tile_rows<kRows>(job, tile, r);
+  for (; r < job.m; ++r) tile_rows<1>(job, tile, r);
+}
+
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,f16c,fma")
+
+// Prompt rows (16 at a time) on AMX in bf16: a task takes two tiles of the weight (32 output
+// columns) and dequantizes them once, for all of K, into the layout TDPBF16PS takes (K/2 rows of
+// 16 columns x 2 consecutive k); then pairs of 16-row groups run K/32 tile products into four
+// fp32 accumulator tiles (2 x 2, the 8 tile registers: 4 C, 2 A, 2 B), with no per-block work
+// left: the scales are in the bf16 weights. Four independent accumulators keep TDPBF16PS busy
+// where one would wait on its own latency, and each A and B tile loaded serves two products.
+// The dequantized columns serve every row group, so their cost shrinks as the prompt grows.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t bytes_per_row[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// tmm0-3: C, 16 x 16 fp32 (row group g, column tile c: tmm 2g + c); tmm4-5: A, 16 x 32 bf16;
+// tmm6-7: B, 16 x (16 x 2) bf16. Every tile is 16 rows of 64 bytes.
+void configure_tiles() {
+  TileConfig config;
+  for (int t = 0; t < 8; ++t) config.bytes_per_row[t] = 64, config.rows[t] = 16;
+  _tile_loadconfig(&config);
+}
+
+// B rows for one block of one tile: 16 rows of 64 bytes (row i: columns 0..15, k = 2i, 2i + 1).
+void dequantize_block(const uint8_t* codes, const uint16_t* sc, const uint16_t* mn, uint16_t* rows) {
+  const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
+  const __m512 min = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn)));
+  const __m512i first = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+  const __m512 scale_lo = _mm512_permutexvar_ps(first, scale), scale_hi = _mm512_permutexvar_ps(second, scale);
+  const __m512 min_lo = _mm512_permutexvar_ps(first, min), min_hi = _mm512_permutexvar_ps(second, min);
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
+  for (int L = 0; L < 4; ++L) {
+    const __m512i v = _mm512_loadu_si512(codes + L * 64);
+    const __m512i halves[2] = {_mm512_and_si512(v, low_nibbles),
+                               _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles)};
+    for (int h = 0; h < 2; ++h) {  // columns 4t .. 4t + 3 of every row, t = 2L + h
+      const int t = 2 * L + h;
+      for (int pair = 0; pair < 2; ++pair) {  // k = 4t + 2 pair, + 1: B row 2t + pair
+        const __m512i words = pair ? _mm512_srli_epi32(halves[h], 16) : halves[h];
+        const __m256i bytes = _mm512_cvtepi32_epi16(words);  // row r: its 2 codes, as 2 bytes
+        const __m512 lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(bytes)));
+        const __m512 hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(bytes, 1)));
+        const __m512bh row = _mm512_cvtne2ps_pbh(_mm512_fmadd_ps(hi, scale_hi, min_hi),
+                                                 _mm512_fmadd_ps(lo, scale_lo, min_lo));
+        _mm512_store_si512(rows + (2 * t + pair) * 32, reinterpret_cast<const __m512i&>(row));
+      }
+    }
+  }
+}
+
+struct Bf16Job {
+  const float* a;
+  uint16_t* out;
+  int64_t k;
+};
+
+void to_bf16_row(void* data, size_t row) {
+  const auto& job = *static_cast<const Bf16Job*>(data);
+  const float* x = job.a + row * job.k;
+  uint16_t* o = job.out + row * job.k;
+  for (int64_t i = 0; i < job.k; i += 32) {
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+    _mm512_storeu_si512(o + i, reinterpret_cast<const __m512i&>(v));
+  }
+}
+
+struct AmxJob {
+  const MatMulJob* job;
+  const uint16_t* a;  // bf16 [m][K]
+  int64_t groups;     // of 16 rows
+};
+
+// G row groups (from group g) by C column tiles (from tile0), G and C each 1 or 2.
+template <int G, int C>
+void amx_products(const AmxJob& amx, uint16_t* const b_rows[2], int64_t g, int64_t tile0) {
+  const MatMulJob& job = *amx.job;
+  const int64_t k = job.blocks * kBlock;
+  const uint16_t* a = amx.a + g * 16 * k;
+  _tile_zero(0);
+  if (C > 1) _tile_zero(1);
+  if (G > 1) _tile_zero(2);
+  if (G > 1 && C > 1) _tile_zero(3);
+  for (int64_t b = 0; b < job.blocks; ++b) {
+    _tile_loadd(4, a + b * kBlock, k * 2);
+    if (G > 1) _tile_loadd(5, a + 16 * k + b * kBlock, k * 2);
+    _tile_loadd(6, b_rows[0] + b * 16 * 32, 64);
+    if (C > 1) _tile_loadd(7, b_rows[1] + b * 16 * 32, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    if (C > 1) _tile_dpbf16ps(1, 4, 7);
+    if (G > 1) _tile_dpbf16ps(2, 5, 6);
+    if (G > 1 && C > 1) _tile_dpbf16ps(3, 5, 7);
+  }
+  float* out = job.out + g * 16 * job.n + tile0 * kTile;
+  const int64_t stride = job.n * 4;
+  _tile_stored(0, out, stride);
+  if (C > 1) _tile_stored(1, out + kTile, stride);
+  if (G > 1) _tile_stored(2, out + 16 * job.n, stride);
+  if (G > 1 && C > 1) _tile_stored(3, out + 16 * job.n + kTile, stride);
+}
+
+template <int C>
+void amx_columns(const AmxJob& amx, uint16_t* const b_rows[2], int64_t tile0) {
+  int64_t g = 0;
+  for (; g + 2 <= amx.groups; g += 2) amx_products<2, C>(amx, b_rows, g, tile0);
+  if (g < amx.groups) amx_products<1, C>(amx, b_rows, g, tile0);
+}
+
+void tile_columns_amx(void* data, size_t task) {  // weight tiles 2 task, 2 task + 1
+  const auto& amx = *static_cast<const AmxJob*>(data);
+  const MatMulJob& job = *amx.job;
+  const int64_t k = job.blocks * kBlock, tile0 = 2 * static_cast<int64_t>(task);
+  const int64_t count = std::min<int64_t>(2, job.n / kTile - tile0);
+  thread_local std::vector<uint16_t> columns;  // the tiles' dequantized columns, all of K
+  columns.resize(2 * k * 16 + 32);
+  uint16_t* first = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(columns.data()) + 63) & ~uintptr_t{63});
+  uint16_t* const b_rows[2] = {first, first + k * 16};
+  for (int64_t c = 0; c < count; ++c) {
+    for (int64_t b = 0; b < job.blocks; ++b) {
+      const int64_t at = (tile0 + c) * job.blocks + b;
+      dequantize_block(job.tiles + at * kTileBytes, job.scales + at * kTile, job.mins + at * kTile,
+                       b_rows[c] + b * 16 * 32);
+    }
+  }
+  configure_tiles();
+  if (count == 2) {
+    amx_columns<2>(amx, b_rows, tile0);
+  } else {
+    amx_columns<1>(amx, b_rows, tile0);
+  }
+  _tile_release();
+}
+
+#pragma GCC pop_options
+
+bool amx_usable() {  // the CPU has AMX-BF16 and AVX512-BF16, and Linux lets this process use AMX
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24))) return false;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) return false;
+#if defined(__linux__)
+  constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+
+Isa best_isa() {
+  static const Isa best = [] {
+    __builtin_cpu_init();
+    unsigned a, b, c, d;
+    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    if (!f16c || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return kGeneric;
+    const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vnni");
+    return !vnni ? kAvx2 : amx_usable() ? kAmx : kAvx512Vnni;
+  }();
+  return best;
+}
+#else
+Isa best_isa() { return kGeneric; }
+#endif
+
+// The path for a session made now: the best the CPU has, capped by GEMMA_NB_KERNEL_ISA; -1 for a cap
+// that names no path.
+int chosen_isa() {
+  const char* cap = std::getenv("GEMMA_NB_KERNEL_ISA");
+  if (cap == nullptr || *cap == '\0') return best_isa();
+  for (int isa = kExact; isa <= kAmx; ++isa) {
+    if (std::strcmp(cap, kIsaNames[isa]) == 0) return std::min(isa, static_cast<int>(best_isa()));
+  }
+  return -1;
+}
+
+struct QuantizeJob {
+  QuantizeBlock quantize;
+  const float* a;
+  QuantizedRows* out;
+  int64_t per_task, total;
+};
+
+void quantize_task(void* data, size_t task) {
+  const auto& job = *static_cast<const QuantizeJob*>(data);
+  const int64_t end = std::min<int64_t>(job.total, (task + 1) * job.per_task);
+  for (int64_t i = task * job.per_task; i < end; ++i) job.quantize(job.a, *job.out, i);
+}
+
+void quantize_rows(Ort::KernelContext& ctx, QuantizeBlock quantize, const float* a, int64_t blocks,
+                   QuantizedRows& out) {
+  constexpr int64_t kPerTask = 1024;
+  out.q.resize(blocks * kBlock);
+  out.scale.resize(blocks);
+  out.scaled_sum.resize(blocks);
+  QuantizeJob job{quantize, a, &out, kPerTask, blocks};
+  if (blocks <= kPerTask) {
+    quantize_task(&job, 0);
+  } else {
+    ctx.ParallelFor(quantize_task, static_cast<size_t>((blocks + kPerTask - 1) / kPerTask), 0, &job);
+  }
+}
+
+const uint16_t* half_bits(const Ort::Custom::Tensor<Ort::Float16_t>& t) {
+  return reinterpret_cast<const uint16_t*>(t.Data());
+}
+
+// The tiles' [N/16, K/32, 256] and the scales' and mins' [N/16, K/32, 16]; throws on anything else.
+void check_weight(const char* op, const std::vector<int64_t>& tiles, const std::vector<int64_t>& scales,
+                  const std::vector<int64_t>& mins) {
+  const std::vector<int64_t> per_row{tiles.size() == 3 ? tiles[0] : -1, tiles.size() == 3 ? tiles[1] : -1, kTile};
+  if (tiles.size() != 3 || tiles[2] != kTileBytes || scales != per_row || mins != per_row) {
+    ORT_CXX_API_THROW(std::string(op) + ": the weight is not [N/16, K/32, 256] tiles with [N/16, K/32, 16] "
+                      "scales and minimums", ORT_INVALID_ARGUMENT);
+  }
+}
+
+void q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<float>& a,
+               const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
+               const Ort::Custom::Tensor<Ort::Float16_t>& mins, Ort::Custom::Tensor<float>& y) {
+  const std::vector<int64_t> a_shape = a.Shape(), w_shape = tiles.Shape();
+  check_weight("Q4MatMul", w_shape, scales.Shape(), mins.Shape());
+  const int64_t blocks = w_shape[1], n = w_shape[0] * kTile, k = blocks * kBlock;
+  if (a_shape.empty() || a_shape.back() != k) {
+    ORT_CXX_API_THROW("Q4MatMul: the input's last dimension is not the weight's K", ORT_INVALID_ARGUMENT);
+  }
+  const int64_t m = a.NumberOfElement() / k;
+  std::vector<int64_t> y_shape = a_shape;
+  y_shape.back() = n;
+  float* out = y.Allocate(y_shape);
+  if (m == 0) return;
+  Ort::KernelContext ctx(context);
+  QuantizedRows x;
+  MatMulJob job{a.Data(), tiles.Data(), half_bits(scales), half_bits(mins), &x, out, m, n, blocks, 0};
+  if (isa == kExact) {
+    ctx.ParallelFor(matmul_tile_exact, static_cast<size_t>(w_shape[0]), 0, &job);
+    return;
+  }
+#if defined(__x86_64__)
+  const int64_t groups = isa == kAmx ? m / 16 : 0;
+  if (groups) {
+    std::vector<uint16_t> a16(groups * 16 * k);
+    Bf16Job convert{a.Data(), a16.data(), k};
+    ctx.ParallelFor(to_bf16_row, static_cast<size_t>(groups * 16), 0, &convert);
+    AmxJob amx{&job, a16.data(), groups};
+    ctx.ParallelFor(tile_columns_amx, static_cast<size_t>((w_shape[0] + 1) / 2), 0, &amx);
+    job.first_row = groups * 16;
+  }
+#endif
+  if (job.first_row == m) return;
+  QuantizeBlock quantize = quantize_block_generic;  // a row's blocks: O(K), beside the O(N K) product
+  void (*tiles_task)(void*, size_t) = matmul_tile_generic;
+#if defined(__x86_64__)
+  if (isa >= kAvx512Vnni) quantize = quantize_block_vnni, tiles_task = matmul_tile_vnni;
+  if (isa == kAvx2) tiles_task = matmul_tile_avx2;
+#endif
+  quantize_rows(ctx, quantize, a.Data() + job.first_row * k, (m - job.first_row) * blocks, x);
+  ctx.ParallelFor(tiles_task, static_cast<size_t>(w_shape[0]), 0, &job);
+}
+
+struct Q4MatMul {  // one per graph node: its path is fixed when the session is made
+  Q4MatMul(const OrtApi*, const OrtKernelInfo*) {
+    const int cap = chosen_isa();
+    isa = cap < 0 ? best_isa() : cap;
+  }
+  void Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& a,
+               const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
+               const Ort::Custom::Tensor<Ort::Float16_t>& mins, Ort::Custom::Tensor<float>& y) {
+    q4_matmul(context, isa, a, tiles, scales, mins, y);
+  }
+  int isa;
+};
+
+void Q4Gather(const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
+              const Ort::Custom::Tensor<Ort::Float16_t>& mins, const Ort::Custom::Tensor<int64_t>& ids,
+              Ort::Custom::Tensor<float>& y) {
+  const std::vector<int64_t> w_shape = tiles.Shape();
+  check_weight("Q4Gather", w_shape, scales.Shape(), mins.Shape());
+  const int64_t blocks = w_shape[1], k = blocks * kBlock, rows = w_shape[0] * kTile;
+  std::vector<int64_t> y_shape = ids.Shape();
+  y_shape.push_back(k);
+  const int64_t count = ids.NumberOfElement();
+  for (int64_t i = 0; i < count; ++i) {  // before any output: a bad id fails the run cleanly
+    if (ids.Data()[i] < 0 || ids.Data()[i] >= rows) {
+      ORT_CXX_API_THROW("Q4Gather: token id " + std::to_string(ids.Data()[i]) + " is outside 0.." +
+                        std::to_string(rows - 1), ORT_INVALID_ARGUMENT);
+    }
+  }
+  float* out = y.Allocate(y_shape);
+  const uint16_t *sc = half_bits(scales), *mn = half_bits(mins);
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t tile = ids.Data()[i] / kTile, r = ids.Data()[i] % kTile;
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t at = tile * blocks + b;
+      const uint8_t* codes = tiles.Data() + at * kTileBytes;
+      const float s = half_to_float(sc[at * kTile + r]), m = half_to_float(mn[at * kTile + r]);
+      float* o = out + i * k + b * kBlock;
+      for (int L = 0; L < 4; ++L) {
+        for (int j = 0; j < 4; ++j) {
+          const uint8_t byte = codes[L * 64 + 4 * r + j];
+          o[8 * L + j] = s * (byte & 15) + m;
+          o[8 * L + 4 + j] = s * (byte >> 4) + m;
+        }
+      }
+    }
+  }
+}
+
+struct GemmaNbDomain {  // made once per process; every session that registers the library adds it
+  Ort::CustomOpDomain domain{"gemma_nb"};
+  std::unique_ptr<Ort::Custom::OrtLiteCustomOp> matmul{
+      Ort::Custom::CreateLiteCustomOp<Q4MatMul>("Q4MatMul", "CPUExecutionProvider")};
+  std::unique_ptr<Ort::Custom::OrtLiteCustomOp> gather{
+      Ort::Custom::CreateLiteCustomOp("Q4Gather", "CPUExecutionProvider", Q4Gather)};
+  GemmaNbDomain() {
+    domain.Add(matmul.get());
+    domain.Add(gather.get());
+  }
+};
+
+}  // namespace
+
+// The path Q4MatMul takes in a session made now (exact, generic, avx2, avx512-vnni or amx), or nullptr when
+// GEMMA_NB_KERNEL_ISA names none.
+extern "C" const char* GemmaNbKernelIsa() {
+  const int isa = chosen_isa();
+  return isa < 0 ? nullptr : kIsaNames[isa];
+}
+
+extern "C" OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
+  Ort::InitApi(api_base->GetApi(ORT_API_VERSION));
+  if (chosen_isa() < 0) {  // refused here, once, rather than by every node
+    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT,
+                                      "GEMMA_NB_KERNEL_ISA must be exact, generic, avx2, avx512-vnni or amx");
+  }
+  static GemmaNbDomain gemma_nb;
+  Ort::UnownedSessionOptions(options).Add(gemma_nb.domain);
+  return nullptr;
+}
