@@ -27,6 +27,7 @@ from .packing import DEFAULT_ACCURACY_LEVEL, DEFAULT_BLOCK_SIZE, DTYPES, packing
 from .quant import QuantizationError
 from .sources import open_source, source_sha256
 from .tape import Tape
+from .tiles import BLOCK, TILE
 from .tensor_names import model_tensor_names
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,32 @@ def check_block_size(cfg: GemmaConfig, block_size: int) -> None:
         )
 
 
+def check_tiles(cfg: GemmaConfig) -> None:
+    """int4-cpu cuts every matrix into 16-output by 32-input tiles."""
+    outputs = {"vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+               "intermediate_size": cfg.intermediate_size,
+               "kv_heads * head_dim": cfg.num_kv_heads * cfg.head_dim}
+    bad = {k: v for k, v in outputs.items() if v % TILE}
+    if bad:
+        raise QuantizationError(
+            "--dtype int4-cpu needs outputs in multiples of 16; "
+            + ", ".join(f"{k} = {v}" for k, v in bad.items()) + "; use --dtype int4")
+    check_block_size(cfg, BLOCK)
+
+
+def quantization_info(dtype: str, block_size: int, accuracy_level: int,
+                      embedding_bits: int | None) -> dict | None:
+    """config.json's "quantization": what the runtime and `gemma-nb info` report."""
+    if dtype in ("int4", "int8"):
+        return {"block_size": block_size, "accuracy_level": accuracy_level,
+                "embedding_bits": table_bits(dtype, embedding_bits)}
+    if dtype == "int4-cpu":
+        return {"block_size": BLOCK, "tile_rows": TILE, "embedding_bits": 4}
+    if dtype == "gguf":
+        return {"accuracy_level": accuracy_level}
+    return None
+
+
 def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
            block_size: int = DEFAULT_BLOCK_SIZE, accuracy_level: int = DEFAULT_ACCURACY_LEVEL,
            embedding_bits: int | None = None, overwrite: bool = False,
@@ -59,7 +86,8 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
 
     dtype: fp32, fp16, int8, int4 (MatMulNBits, `block_size`, `accuracy_level`; int4 also
     `embedding_bits`, 4 or 8, for the tied embedding/lm_head), or gguf (each GGUF block type
-    re-encoded exactly where MatMulNBits can hold it).
+    re-encoded exactly where MatMulNBits can hold it), or int4-cpu (the int4 codes in the tiles
+    of gemma-nb's own CPU kernel: no repacking at load, faster on CPU, CPU only).
     """
     src, out = Path(src), Path(out)
     if dtype not in DTYPES:
@@ -70,6 +98,8 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
     cfg = source.config
     if dtype in ("int4", "int8"):
         check_block_size(cfg, block_size)
+    if dtype == "int4-cpu":
+        check_tiles(cfg)
     pack = packing_for(dtype, source, block_size=block_size, accuracy_level=accuracy_level,
                        embedding_bits=embedding_bits)
     tokenizer_bytes = source.tokenizer_model()
@@ -100,10 +130,8 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
             "format_version": FORMAT_VERSION,
             "config": cfg.to_json(),
             "dtype": dtype,
-            "quantization": ({"block_size": block_size, "accuracy_level": accuracy_level,
-                              "embedding_bits": table_bits(dtype, embedding_bits)}
-                             if dtype in ("int4", "int8") else
-                             {"accuracy_level": accuracy_level} if dtype == "gguf" else None),
+            "quantization": quantization_info(dtype, block_size, accuracy_level,
+                                              embedding_bits),
             "tokenizer": {"file": TOKENIZER_FILE, "bos_id": tokenizer.bos_id,
                           "eos_id": tokenizer.eos_id, "end_of_turn_id": tokenizer.end_of_turn_id,
                           "vocab_size": tokenizer.vocab_size},

@@ -179,9 +179,11 @@ def build_decoder(cfg: GemmaConfig, pack: Packing, tensor: TensorFn, tape: Tape,
             outputs.append(helper.make_tensor_value_info(
                 f"present.{i}.{kind}", TensorProto.FLOAT, present_shape))
     graph = helper.make_graph(t.nodes, "gemma_decoder", inputs, outputs, t.initializers)
+    custom = sorted({n.domain for n in t.nodes} - {"", MS})  # gemma_nb: int4-cpu's kernel
     return helper.make_model(
         graph,
-        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)],
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1),
+                       *(helper.make_opsetid(domain, 1) for domain in custom)],
         producer_name="gemma-nb",
         ir_version=10,
     )

@@ -10,6 +10,7 @@ weights from the source, so one that re-encodes GGUF blocks can read them raw.
 | int4 | MatMulNBits 4-bit with zero points (block-wise, accuracy_level) | GatherBlockQuantized / MatMulNBits, 4-bit (or `embedding_bits=8`) |
 | int8 | MatMulNBits 8-bit (block-wise, accuracy_level) | GatherBlockQuantized / MatMulNBits |
 | gguf | MatMulNBits re-encoding each GGUF block exactly where possible | same |
+| int4-cpu | gemma_nb.Q4MatMul on 4-bit tiles (`tiles.py`), gemma-nb's own CPU kernel | gemma_nb.Q4Gather / Q4MatMul on the same tiles |
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from .quant import (PackedWeight, QuantizationError, quantize_asymmetric, quanti
                     reencode_gguf, stack_rows)
 from .sources import WeightsSource
 from .tape import Tape
+from .tiles import BLOCK, tiles_from_packed
 
 __all__ = ["Packing", "packing_for", "table_bits", "DTYPES", "DEFAULT_BLOCK_SIZE",
            "DEFAULT_ACCURACY_LEVEL"]
 
 MS = "com.microsoft"
-DTYPES = ("fp32", "fp16", "int8", "int4", "gguf")
+GEMMA_NB = "gemma_nb"  # the custom ops of gemma_nb/kernels/q4_matmul.cc
+DTYPES = ("fp32", "fp16", "int8", "int4", "gguf", "int4-cpu")
 NBITS = {"int4": 4, "int8": 8}  # the block-quantized dtypes and their layers' bits
 DEFAULT_BLOCK_SIZE = 32
 # 4: int8 activations, the fast CPU path (level 0 is exact fp32 arithmetic, far slower for int8).
@@ -132,6 +135,37 @@ class NBitsPacking(Packing):
         return self._matmul(tape, hidden2d, "lm_head", p, inputs)
 
 
+class TiledPacking(Packing):
+    """`--dtype int4-cpu`: the int4 codes (zero points become fp16 minimums) in the tiles that
+    gemma-nb's CPU kernel reads in place; the tied table is one copy for Q4Gather and the head."""
+
+    def __init__(self, tensor: TensorFn):
+        super().__init__(tensor)
+        self._tiles: list[str] = []
+
+    def _tiled(self, tape: Tape, name: str, w: np.ndarray) -> list[str]:
+        arrays = tiles_from_packed(quantize_asymmetric(w, 4, BLOCK))
+        return [tape.weight(f"{name}.{part}", a)
+                for part, a in zip(("tiles", "tile_scales", "tile_mins"), arrays)]
+
+    def linear(self, tape: Tape, x: str, name: str) -> str:
+        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, self.tensor(name))],
+                       domain=GEMMA_NB, name=name)
+
+    def fused_linear(self, tape: Tape, x: str, names: list[str], name: str) -> str:
+        # blocks are per row, so quantizing the stacked rows is quantizing each part
+        stacked = np.concatenate([self.tensor(n) for n in names])
+        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, stacked)], domain=GEMMA_NB,
+                       name=name)
+
+    def embed(self, tape: Tape, ids: str) -> str:
+        self._tiles = self._tiled(tape, "embed", self.tensor("embed"))
+        return tape.op("Q4Gather", [*self._tiles, ids], domain=GEMMA_NB, name="embed")
+
+    def tied_head(self, tape: Tape, hidden2d: str) -> str:
+        return tape.op("Q4MatMul", [hidden2d, *self._tiles], domain=GEMMA_NB, name="lm_head")
+
+
 def table_bits(dtype: str, embedding_bits: int | None) -> int:
     """Bits of the tied embedding/lm_head table for int4/int8: `embedding_bits`, or the
     layers' width."""
@@ -158,6 +192,11 @@ def packing_for(dtype: str, source: WeightsSource, *, block_size: int = DEFAULT_
                                 f"{embedding_bits} for {dtype}")
     if dtype in ("fp32", "fp16"):
         return Packing(tensor, dtype)
+    if dtype == "int4-cpu":
+        if block_size != BLOCK:
+            raise QuantizationError(f"--dtype int4-cpu has blocks of {BLOCK}; got block size "
+                                    f"{block_size}")
+        return TiledPacking(tensor)
     if dtype == "gguf":
         source.raw_tensor("embed")  # raises at once for a source without GGUF blocks
         return NBitsPacking(tensor, dtype, accuracy_level,

@@ -1,20 +1,30 @@
-"""The trial kernel's weight layout (q4_matmul.cc's header says why it is so)."""
+"""The layout of `--dtype int4-cpu`: gemma-nb's own 4-bit CPU kernel (gemma_nb/kernels/q4_matmul.cc,
+whose header says why it is so) reads these arrays straight from the mapped weights file.
+
+A weight [N, K] becomes tiles [N/16, K/32, 256] uint8 (16 rows by one block of 32 inputs each)
+with an fp16 scale and an fp16 minimum per row and block, [N/16, K/32, 16] each: a weight is
+`scale * code + minimum`, codes 0..15 (5 bits a weight in all).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from gemma_export.quant import PackedWeight, unpacked_codes
+
+from .quant import PackedWeight, QuantizationError, unpacked_codes
+
+__all__ = ["BLOCK", "TILE", "to_tiles", "tiles_from_packed", "dequantize_tiles"]
 
 BLOCK, TILE = 32, 16
 
 
 def to_tiles(codes: np.ndarray, scale: np.ndarray, minimum: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """codes [N, K] (0..15), scale and minimum [N, K/32] (weight = scale * code + minimum) ->
-    tiles [N/16, K/32, 256] uint8, scales and mins [N/16, K/32, 16] fp16."""
+    """codes [N, K] (0..15), scale and minimum [N, K/32] -> tiles, scales and mins."""
     n, k = codes.shape
     if n % TILE or k % BLOCK:
-        raise ValueError(f"a [{n}, {k}] weight does not cut into 16 x 32 tiles")
+        raise QuantizationError(f"a [{n}, {k}] weight does not cut into {TILE} x {BLOCK} tiles "
+                                f"(--dtype int4-cpu needs outputs a multiple of {TILE} and "
+                                f"inputs a multiple of {BLOCK}); use --dtype int4")
     # k = 32 b + 8 L + 4 half + j; byte L*64 + 4r + j holds half 0 low, half 1 high
     t = codes.reshape(n // TILE, TILE, k // BLOCK, 4, 2, 4).transpose(0, 2, 3, 1, 4, 5)
     tiles = (t[..., 0, :] | (t[..., 1, :] << 4)).reshape(n // TILE, k // BLOCK, 256)
@@ -27,11 +37,24 @@ def to_tiles(codes: np.ndarray, scale: np.ndarray, minimum: np.ndarray
 
 
 def tiles_from_packed(p: PackedWeight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A 4-bit, block-32 MatMulNBits weight (B, scales, zero points) in the trial's layout: the
-    same codes; scale * (code - zero) becomes scale * code + minimum."""
+    """A 4-bit, block-32 weight with zero points in the tile layout: the same codes;
+    scale * (code - zero) becomes scale * code + minimum (both rounded to fp16)."""
     if p.bits != 4 or p.block_size != BLOCK:
-        raise ValueError(f"only 4-bit, block-{BLOCK} weights convert (got {p.bits}-bit, "
-                         f"block {p.block_size})")
+        raise QuantizationError(f"only 4-bit, block-{BLOCK} weights tile (got {p.bits}-bit, "
+                                f"block {p.block_size})")
     codes, zero = unpacked_codes(p)
     scale = p.scales.reshape(p.N, p.n_blocks)
     return to_tiles(codes, scale, -scale * zero)
+
+
+def dequantize_tiles(tiles: np.ndarray, scales: np.ndarray, mins: np.ndarray) -> np.ndarray:
+    """The fp32 weight [N, K] the kernel computes with (the inverse of `to_tiles`)."""
+    n_tiles, blocks, _ = tiles.shape
+    t = tiles.reshape(n_tiles, blocks, 4, TILE, 4)  # [tile, block, L, r, j]
+    codes = np.stack([t & 15, t >> 4], axis=4)  # [tile, block, L, r, half, j]
+    codes = codes.transpose(0, 3, 1, 2, 4, 5).reshape(n_tiles * TILE, blocks, BLOCK)
+
+    def per_row(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.float32).transpose(0, 2, 1).reshape(n_tiles * TILE, blocks, 1)
+
+    return (codes * per_row(scales) + per_row(mins)).reshape(n_tiles * TILE, blocks * BLOCK)

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import ContextLengthError
+from .kernels import KERNEL_DTYPE, kernel_isa
 from .kv_cache import KVCache
 from .model import Model, load
 from .session import packs_in_parallel
@@ -104,6 +105,7 @@ def run_bench(path: str | Path, prompt_tokens: list[int], new_tokens: int, repea
         "model": str(path), "dtype": model.info.get("dtype"), "provider": provider,
         "threads": model.session.get_session_options().intra_op_num_threads,
         "load_s": load_s, "parallel_prepack": packs_in_parallel(model.session),
+        "cpu_kernel": kernel_isa() if model.info.get("dtype") == KERNEL_DTYPE else None,
         "rss_bytes": rss_bytes(), **_peaks(load_peak, restarted),
         "runs": results,
         "onnxruntime": ort.__version__, "machine": platform.machine(),
@@ -118,14 +120,19 @@ def _peaks(load_peak: int | None, restarted: bool) -> dict[str, int | None]:
     return {"peak_rss_bytes": overall, "generation_peak_rss_bytes": generation_peak}
 
 
+def _weights(report: dict[str, Any]) -> str:
+    if report.get("cpu_kernel"):
+        return f"weights read in place by gemma-nb's CPU kernel, {report['cpu_kernel']} path"
+    return f"weights packed {'in parallel' if report['parallel_prepack'] else 'one at a time'}"
+
+
 def format_bench(report: dict[str, Any]) -> str:
     def mib(value: int | None) -> str:
         return f"{value / 2**20:.0f} MiB" if value else "unknown"
 
     lines = [f"{report['model']} ({report['dtype']}, {report['provider']}, "
              f"{report['threads']} threads, onnxruntime {report['onnxruntime']})",
-             f"load {report['load_s']:.2f} s (weights packed "
-             f"{'in parallel' if report['parallel_prepack'] else 'one at a time'}), "
+             f"load {report['load_s']:.2f} s ({_weights(report)}), "
              f"peak RSS {mib(report['peak_rss_bytes'])} "
              f"(loading included), {mib(report['generation_peak_rss_bytes'])} while "
              f"generating, {mib(report['rss_bytes'])} after the runs",

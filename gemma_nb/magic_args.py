@@ -21,7 +21,7 @@ __all__ = ["FORMATS", "DTYPES", "EVAL_TASKS", "MagicArgumentError", "CellArgs", 
            "parse_cell_args", "parse_line", "cell_usage", "line_usage", "unescape"]
 
 FORMATS = ("markdown", "code", "text", "json", "html")
-DTYPES = ("fp32", "fp16", "int8", "int4", "gguf")  # gemma_export.packing.DTYPES
+DTYPES = ("fp32", "fp16", "int8", "int4", "gguf", "int4-cpu")  # gemma_export.packing.DTYPES
 _PLAIN = ("info", "unload", "reset", "help")  # subcommands without arguments
 SUBCOMMANDS = ("load", "eval", *_PLAIN)
 EVAL_TASKS = ("mmlu",)  # what `%gemma eval` runs (gemma_nb.eval)
@@ -205,7 +205,7 @@ def _line_parser() -> _Parser:
 
 
 LINE_USAGE = """\
-%gemma load PATH [--provider cpu|cuda|rocm] [--dtype fp32|fp16|int8|int4|gguf]
+%gemma load PATH [--provider cpu|cuda|rocm] [--dtype fp32|fp16|int8|int4|gguf|int4-cpu]
     load an exported model folder, a .gguf/.llamafile/HF folder (exported once into the
     cache), or 'default' (Gemma 3 270M); returns the model
 %gemma eval mmlu [--n 100|all] [--shots 0..5] [--subjects NAME ...] [--seed 0]

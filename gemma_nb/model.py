@@ -21,6 +21,7 @@ from .chat import format_chat
 from .config import GemmaConfig
 from .errors import ContextLengthError, EmptyPromptError
 from .folder import DATA_FILE, GRAPH_FILE, TOKENIZER_FILE, read_model_info
+from .kernels import KERNEL_DTYPE
 from .kv_cache import KVCache
 from .mapped_pages import release_resident_pages
 from .sampling import SamplingSettings, sample
@@ -86,8 +87,10 @@ def load(path: str | Path, provider: str = "cpu", threads: int | None = None) ->
     path = Path(path)
     info, cfg = read_model_info(path)
     tokenizer = Tokenizer.from_file(path / TOKENIZER_FILE)
-    session = create_session(path / GRAPH_FILE, provider, threads)
-    release_resident_pages(path / DATA_FILE)  # the packed weights' scales: read once, at load
+    kernel = info.get("dtype") == KERNEL_DTYPE
+    session = create_session(path / GRAPH_FILE, provider, threads, kernel=kernel)
+    if not kernel:  # its weights are read in place, every token
+        release_resident_pages(path / DATA_FILE)  # the packed weights' scales: read once, at load
     model = Model(path, cfg, tokenizer, session, info, provider)
     model.load_s = time.perf_counter() - start
     return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import onnxruntime as ort
 
 from .errors import GemmaError
 from .folder import DATA_FILE
+from .kernels import KERNEL_DTYPE, kernel_isa, kernel_library
 from .signals import workers_started_deaf_to_interrupts
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PROVIDERS", "ProviderError", "create_session", "physical_cores", "available_memory",
            "prepack_in_parallel", "packs_in_parallel"]
@@ -67,11 +71,15 @@ def prepack_in_parallel(graph: Path) -> bool:
     return available is not None and available >= PARALLEL_PREPACK_MEMORY_FACTOR * weight_bytes
 
 
-def create_session(graph: Path, provider: str = "cpu", threads: int | None = None
-                   ) -> ort.InferenceSession:
+def create_session(graph: Path, provider: str = "cpu", threads: int | None = None,
+                   kernel: bool = False) -> ort.InferenceSession:
+    """`kernel`: the graph uses gemma-nb's own CPU ops (an int4-cpu folder)."""
     name = PROVIDERS.get(provider.lower())
     if name is None:
         raise ProviderError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+    if kernel and name != "CPUExecutionProvider":
+        raise ProviderError(f"--dtype {KERNEL_DTYPE} folders run on the CPU only; export the "
+                            f"model with --dtype int4 for {provider}")
     available = ort.get_available_providers()
     if name not in available:
         raise ProviderError(
@@ -81,7 +89,12 @@ def create_session(graph: Path, provider: str = "cpu", threads: int | None = Non
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or physical_cores()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if prepack_in_parallel(graph):
+    if kernel:
+        options.register_custom_ops_library(str(kernel_library()))
+        if kernel_isa() == "generic":
+            logger.warning("this CPU lacks AVX2: %s runs on the kernel's generic path, "
+                           "slower than --dtype int4 here", KERNEL_DTYPE)
+    if not kernel and prepack_in_parallel(graph):  # the kernel's weights are never repacked
         options.add_session_config_entry(PARALLEL_PREPACK, "1")
     providers = [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
     with workers_started_deaf_to_interrupts():  # the session's thread pools start here

@@ -1,4 +1,5 @@
-"""The runtime API on a tiny exported model: generate, stream, chat, stop strings, seeds."""
+"""The runtime API on a tiny exported model: generate, stream, chat, stop strings, seeds, the KV
+cache in place."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from gemma_nb import model as model_module
 from gemma_nb.kv_cache import KVCache
 
 
-@pytest.fixture(scope="module")
-def model(tiny_gemma2_model) -> gemma_nb.Model:
-    return tiny_gemma2_model
+@pytest.fixture(scope="module", params=["fp32", "int4-cpu"])
+def model(request, tiny_gemma2_model, export_once, tiny_gemma2_hf) -> gemma_nb.Model:
+    """The runtime API on MatMul graphs and on the CPU kernel's (int4-cpu)."""
+    if request.param == "fp32":
+        return tiny_gemma2_model
+    return gemma_nb.load(export_once(tiny_gemma2_hf, "tiny_gemma2_hf", "int4-cpu"))
 
 
 def test_generate_returns_text_ids_and_timings(model):
