@@ -676,31 +676,29 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
 
 NOTES = [
     "## Why gemma-nb misses the targets it misses", "",
-    "Details, profiles and what would close each gap: [performance.md](performance.md).", "",
-    ("- **Decode** (1.2x the faster peer, 70% of the bound): a 2B-shape decode step is ~95% "
-     "`MatMulNBits` (onnxruntime's profiler), MLAS's 4-bit kernel, which onnxruntime-genai runs "
-     "too. It reads the weights at ~55% of the read bandwidth and is compute-bound per core "
-     "(8.6 GB/s on 1 thread, 13.5 on 2). Closing it takes a 4-bit GEMV that reaches the "
-     "bandwidth, in MLAS or in an onnxruntime custom op."),
-    ("- **Prefill** (3x llama.cpp): `MatMulNBits` runs at ~200 GOPS at 512 rows (AVX-512 VNNI). "
-     "MLAS uses AMX only in its int8 GEMM (`DynamicQuantizeMatMul`, ~1,050 GOPS), which needs "
-     "int8 weights (a second copy, or 8 bits a weight) and quantizes activations per tensor "
-     "(+21% perplexity on the 270M). Closing it takes an AMX path in `MatMulNBits`, or per-row "
-     "activation scales on int8 weights: a trial of those on the 270M (+1% perplexity over fp32 "
-     "when smoothed, 1.4-1.6x our int4 prefill) is in performance.md."),
-    ("- **Load** (2 s): MLAS's packing of the 4-bit weights costs ~4 s of CPU for the 2B shape, "
-     "so 2 cores need ~2 s; and the lm_head, a fifth of the weights, is packed last, alone on "
-     "one thread (~0.3 s more)."),
-    ("- **Peak RSS** (file + KV + 300 MB): MLAS keeps its own packed copy at 6 bits a weight "
-     "(an fp32 scale and an fp32 block sum per 32 weights) of a 5.15-bit file: with the cache "
-     "that is 2.22 GB before any activation, above the 2B shape's 2.12 GB target."),
-    ("- **A kernel of our own** (a trial, not shipped: `benchmarks/q4_kernel_trial`, measured "
-     "side by side with the same peers) meets every target on the 2B shape. It is an onnxruntime "
-     "custom op that reads the weights straight from the file, with no repacking: int8 VNNI with "
-     "prefetch for decode, AMX bf16 for prompts. On the 2B shape it gave decode 1.65x the faster "
-     "peer at 87% of the bound, prefill 3.35x llama.cpp, load in 0.17 s, and 1.97 GB while "
-     "generating. On the 270M: decode 1.70x, prefill 3.56x, 53% of the bound. What shipping it "
-     "takes is in performance.md."),
+    ("By how much: the target lines under each table. Why, from profiles, and what would close "
+     "each gap: [performance.md](performance.md)."), "",
+    "`int4-cpu` (gemma-nb's own CPU kernel, `gemma_nb/kernels/`):", "",
+    ("- **Prefill, 2B shape** (3x llama.cpp): the AMX bf16 products run at ~0.4-1.1 TFLOPS on "
+     "2 cores, well short of what the tiles can do, and runs on this shared machine vary by "
+     "20-30%: 2.68x and 2.82x in the two runs of 2026-11-27 (3.35x in the trial's run of the "
+     "same kernel on a faster day). Longer prompt chunks do not help; the tile loads around "
+     "each product are the next thing to profile."),
+    ("- **Decode at 70% of the bound**: on the 2B shape (66-70% of the bound in these runs, 87% "
+     "in the trial's), a decode step after a 32-token prompt is 87% matmuls (profiled), which "
+     "read the weights at ~22 GB/s against the probe's 23-26; the rest is the other nodes, and "
+     "attention over the benchmark's longer cache. On the 270M the weights are small enough that the 279 nodes besides "
+     "the 73 matmuls cost as much as the weights (onnxruntime's profiler, "
+     "`benchmarks/profile_decode.py`): 108 of them are Gemma 3's q/k norms (a Reshape to heads, "
+     "the RMSNorm, a Reshape back). One fused op for that norm would remove ~72 nodes a step."),
+    "",
+    "`int4` (`MatMulNBits`, the form CUDA and ROCm run; on CPU, MLAS's kernels):", "",
+    ("- **Decode**: MLAS's 4-bit GEMV reads the weights at ~55% of the read bandwidth; "
+     "onnxruntime-genai runs the same kernel."),
+    ("- **Prefill**: `MatMulNBits` runs at ~200 GOPS at 512 rows (AVX-512 VNNI); MLAS uses AMX "
+     "only in its int8 GEMM."),
+    ("- **Load** and **peak RSS**: MLAS repacks every 4-bit weight at load (~4 s of CPU for the "
+     "2B shape) into its own copy at 6 bits a weight, above the 2B shape's memory target."),
     "",
     "## Notes", "",
     ("- onnxruntime-genai's builder (0.18) needs transformers 5 but reads Gemma-3's RoPE from "
