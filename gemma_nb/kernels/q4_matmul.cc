@@ -94,6 +94,12 @@ void quantize_block_generic(const float* a, QuantizedRows& out, int64_t i) {
   out.scaled_sum[i] = out.scale[i] * static_cast<float>(sum);
 }
 
+struct TileRow {  // one row of tiles (16 outputs, all of K): codes [blocks][256], scales and mins [blocks][16]
+  const uint8_t* codes;
+  const uint16_t* scales;
+  const uint16_t* mins;
+};
+
 struct MatMulJob {
   const float* a;  // [m][K]
   const uint8_t* tiles;
@@ -103,14 +109,18 @@ struct MatMulJob {
   float* out;
   int64_t m, n, blocks;
   int64_t first_row;  // rows before it were done on AMX
+
+  TileRow tile_row(int64_t tile) const {
+    return {tiles + tile * blocks * kTileBytes, scales + tile * blocks * kTile, mins + tile * blocks * kTile};
+  }
 };
 
-// One output row in the 16 columns of one tile row, with the arithmetic of tile_rows below.
+// One output row in the 16 columns of one tile row, with the arithmetic of tile_rows_vnni below.
 void tile_row_generic(const MatMulJob& job, int64_t tile, int64_t row) {
+  const TileRow weights = job.tile_row(tile);
   float acc[kTile] = {};
   for (int64_t b = 0; b < job.blocks; ++b) {
-    const int64_t at = tile * job.blocks + b;
-    const uint8_t* w = job.tiles + at * kTileBytes;
+    const uint8_t* w = weights.codes + b * kTileBytes;
     const int64_t xb = (row - job.first_row) * job.blocks + b;
     const int8_t* xq = job.x->q.data() + xb * kBlock;
     const float sx = job.x->scale[xb], scaled_sum = job.x->scaled_sum[xb];
@@ -122,8 +132,8 @@ void tile_row_generic(const MatMulJob& job, int64_t tile, int64_t row) {
           dot += (byte & 15) * xq[8 * L + j] + (byte >> 4) * xq[8 * L + 4 + j];
         }
       }
-      acc[r] += static_cast<float>(dot) * (half_to_float(job.scales[at * kTile + r]) * sx) +
-                half_to_float(job.mins[at * kTile + r]) * scaled_sum;
+      acc[r] += static_cast<float>(dot) * (half_to_float(weights.scales[b * kTile + r]) * sx) +
+                half_to_float(weights.mins[b * kTile + r]) * scaled_sum;
     }
   }
   std::copy(acc, acc + kTile, job.out + row * job.n + tile * kTile);
@@ -138,13 +148,13 @@ void matmul_tile_exact(void* data, size_t tile) {
   const auto& job = *static_cast<const MatMulJob*>(data);
   for (int64_t row = 0; row < job.m; ++row) {
     const float* x = job.a + row * job.blocks * kBlock;
+    const TileRow weights = job.tile_row(static_cast<int64_t>(tile));
     float acc[kTile] = {};
     for (int64_t b = 0; b < job.blocks; ++b) {
-      const int64_t at = static_cast<int64_t>(tile) * job.blocks + b;
-      const uint8_t* w = job.tiles + at * kTileBytes;
+      const uint8_t* w = weights.codes + b * kTileBytes;
       const float* xb = x + b * kBlock;
       for (int r = 0; r < kTile; ++r) {
-        const float s = half_to_float(job.scales[at * kTile + r]), m = half_to_float(job.mins[at * kTile + r]);
+        const float s = half_to_float(weights.scales[b * kTile + r]), m = half_to_float(weights.mins[b * kTile + r]);
         for (int L = 0; L < 4; ++L) {
           for (int j = 0; j < 4; ++j) {
             const uint8_t byte = w[L * 64 + 4 * r + j];
@@ -165,9 +175,7 @@ void matmul_tile_exact(void* data, size_t tile) {
 // tile (the first 32 bytes of each 64), then rows 8-15.
 template <int R>
 void tile_rows_avx2(const MatMulJob& job, int64_t tile, int64_t row0) {
-  const uint8_t* w = job.tiles + tile * job.blocks * kTileBytes;
-  const uint16_t* sc = job.scales + tile * job.blocks * kTile;
-  const uint16_t* mn = job.mins + tile * job.blocks * kTile;
+  const auto [w, sc, mn] = job.tile_row(tile);
   const QuantizedRows& x = *job.x;
   const __m256i low_nibbles = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   for (int half = 0; half < 2; ++half) {
@@ -226,10 +234,8 @@ void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
 
 // Rows row0 .. row0 + R - 1 of the output, in the 16 columns of one tile row.
 template <int R>
-void tile_rows(const MatMulJob& job, int64_t tile, int64_t row0) {
-  const uint8_t* w = job.tiles + tile * job.blocks * kTileBytes;
-  const uint16_t* sc = job.scales + tile * job.blocks * kTile;
-  const uint16_t* mn = job.mins + tile * job.blocks * kTile;
+void tile_rows_vnni(const MatMulJob& job, int64_t tile, int64_t row0) {
+  const auto [w, sc, mn] = job.tile_row(tile);
   const QuantizedRows& x = *job.x;
   const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
   __m512 acc[R];
@@ -261,8 +267,8 @@ void tile_rows(const MatMulJob& job, int64_t tile, int64_t row0) {
 void matmul_tile_vnni(void* data, size_t tile) {  // rows from job.first_row on
   const auto& job = *static_cast<const MatMulJob*>(data);
   int64_t r = job.first_row;
-  for (; r + kRows <= job.m; r += kRows) tile_rows<kRows>(job, tile, r);
-  for (; r < job.m; ++r) tile_rows<1>(job, tile, r);
+  for (; r + kRows <= job.m; r += kRows) tile_rows_vnni<kRows>(job, tile, r);
+  for (; r < job.m; ++r) tile_rows_vnni<1>(job, tile, r);
 }
 
 #pragma GCC pop_options
@@ -385,9 +391,9 @@ void tile_columns_amx(void* data, size_t task) {  // weight tiles 2 task, 2 task
   uint16_t* first = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(columns.data()) + 63) & ~uintptr_t{63});
   uint16_t* const b_rows[2] = {first, first + k * 16};
   for (int64_t c = 0; c < count; ++c) {
+    const TileRow weights = job.tile_row(tile0 + c);
     for (int64_t b = 0; b < job.blocks; ++b) {
-      const int64_t at = (tile0 + c) * job.blocks + b;
-      dequantize_block(job.tiles + at * kTileBytes, job.scales + at * kTile, job.mins + at * kTile,
+      dequantize_block(weights.codes + b * kTileBytes, weights.scales + b * kTile, weights.mins + b * kTile,
                        b_rows[c] + b * 16 * 32);
     }
   }
