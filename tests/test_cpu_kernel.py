@@ -251,6 +251,20 @@ def test_build_kernel_compiles_the_library_into_a_folder(tmp_path):
     options.register_custom_ops_library(str(library))  # loads into this onnxruntime
 
 
+def test_the_build_kernel_command_prints_the_library_and_its_path_or_one_error_line(
+        tmp_path, monkeypatch, capsys):
+    from gemma_nb.cli import main
+
+    assert main(["build-kernel", "--out", str(tmp_path / "built")]) == 0
+    assert capsys.readouterr().out.strip() == (f"{tmp_path / 'built' / library_name()} "
+                                               f"(path on this CPU: {kernel_isa()})")
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert main(["build-kernel", "--out", str(tmp_path / "other")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("gemma-nb: error: the CPU kernel was not built: no C++ compiler")
+    assert len(error.strip().splitlines()) == 1
+
+
 def test_build_errors_are_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     with pytest.raises(KernelBuildError, match="no C\\+\\+ compiler"):
