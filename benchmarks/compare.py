@@ -684,7 +684,7 @@ NOTES = [
      "20-30%: 2.68x and 2.82x in the two runs of 2026-11-27 (3.35x in the trial's run of the "
      "same kernel on a faster day). Longer prompt chunks do not help; the tile loads around "
      "each product are the next thing to profile."),
-    ("- **Decode at 70% of the bound**: on the 2B shape (66-70% of the bound in these runs, 87% "
+    ("- **Decode at 70% of the bound**: on the 2B shape (64-70% of the bound in these runs, 87% "
      "in the trial's), a decode step after a 32-token prompt is 87% matmuls (profiled), which "
      "read the weights at ~22 GB/s against the probe's 23-26; the rest is the other nodes, and "
      "attention over the benchmark's longer cache. On the 270M the weights are small enough that the 279 nodes besides "
