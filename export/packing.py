@@ -25,7 +25,7 @@ from .quant import (PackedWeight, QuantizationError, quantize_asymmetric, quanti
                     reencode_gguf, stack_rows)
 from .sources import WeightsSource
 from .tape import Tape
-from .tiles import BLOCK, tiles_from_packed
+from .tiles import BLOCK, quantize_to_tiles
 
 __all__ = ["Packing", "packing_for", "table_bits", "DTYPES", "DEFAULT_BLOCK_SIZE",
            "DEFAULT_ACCURACY_LEVEL"]
@@ -144,9 +144,8 @@ class TiledPacking(Packing):
         self._tiles: list[str] = []
 
     def _tiled(self, tape: Tape, name: str, w: np.ndarray) -> list[str]:
-        arrays = tiles_from_packed(quantize_asymmetric(w, 4, BLOCK))
         return [tape.weight(f"{name}.{part}", a)
-                for part, a in zip(("tiles", "tile_scales", "tile_mins"), arrays)]
+                for part, a in zip(("tiles", "tile_scales", "tile_mins"), quantize_to_tiles(w))]
 
     def linear(self, tape: Tape, x: str, name: str) -> str:
         return tape.op("Q4MatMul", [x, *self._tiled(tape, name, self.tensor(name))],

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .quant import PackedWeight, QuantizationError, unpacked_codes
+from .quant import PackedWeight, QuantizationError, quantize_asymmetric, unpacked_codes
 
-__all__ = ["BLOCK", "TILE", "to_tiles", "tiles_from_packed", "dequantize_tiles"]
+__all__ = ["BLOCK", "TILE", "to_tiles", "tiles_from_packed", "quantize_to_tiles",
+           "dequantize_tiles"]
 
 BLOCK, TILE = 32, 16
 
@@ -45,6 +46,12 @@ def tiles_from_packed(p: PackedWeight) -> tuple[np.ndarray, np.ndarray, np.ndarr
     codes, zero = unpacked_codes(p)
     scale = p.scales.reshape(p.N, p.n_blocks)
     return to_tiles(codes, scale, -scale * zero)
+
+
+def quantize_to_tiles(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A float weight [N, K] as `--dtype int4-cpu` stores it: int4's codes (zero-point grid,
+    block 32), tiled."""
+    return tiles_from_packed(quantize_asymmetric(w, 4, BLOCK))
 
 
 def dequantize_tiles(tiles: np.ndarray, scales: np.ndarray, mins: np.ndarray) -> np.ndarray:

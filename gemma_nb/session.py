@@ -90,8 +90,9 @@ def create_session(graph: Path, provider: str = "cpu", threads: int | None = Non
     options.intra_op_num_threads = threads or physical_cores()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if kernel:
-        options.register_custom_ops_library(str(kernel_library()))
-        if kernel_isa() == "generic":
+        library = kernel_library()
+        options.register_custom_ops_library(str(library))
+        if kernel_isa(library) == "generic":
             logger.warning("this CPU lacks AVX2: %s runs on the kernel's generic path, "
                            "slower than --dtype int4 here", KERNEL_DTYPE)
     if not kernel and prepack_in_parallel(graph):  # the kernel's weights are never repacked

@@ -52,8 +52,7 @@ class GemmaNbBuildHook(BuildHookInterface):
         builder = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(builder)  # standard library only: nothing is installed yet
         try:
-            library = builder.build(builder.SOURCE.parent)
-            shipped = library
+            shipped = builder.build(builder.SOURCE.parent)
         except (builder.KernelBuildError, OSError) as exc:
             shipped = builder.SOURCE.parent / builder.BUILD_ERROR_FILE
             shipped.write_text(f"{exc}\n")

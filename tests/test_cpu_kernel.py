@@ -17,9 +17,9 @@ import gemma_nb
 import gemma_nb.kernels as kernels
 from gemma_export import export
 from gemma_export.exporter import check_tiles
-from gemma_export.quant import QuantizationError, quantize_asymmetric
+from gemma_export.quant import QuantizationError
 from gemma_export.sources import open_source
-from gemma_export.tiles import dequantize_tiles, tiles_from_packed
+from gemma_export.tiles import dequantize_tiles, quantize_to_tiles
 from gemma_nb.kernels import KernelUnavailableError, kernel_isa
 from gemma_nb.kernels.build import KernelBuildError, build, library_name, ort_headers
 from gemma_nb.session import ProviderError, create_session
@@ -50,8 +50,7 @@ def one_op_session(tmp_path, arrays, node: helper.NodeProto, inputs, output):
 def weight():
     rng = np.random.default_rng(5)
     w = rng.standard_normal((N, K)).astype(np.float32) + 0.3  # one-sided blocks too
-    tiles = tiles_from_packed(quantize_asymmetric(w, 4, 32))
-    return dict(zip(("tiles", "scales", "mins"), tiles))
+    return dict(zip(("tiles", "scales", "mins"), quantize_to_tiles(w)))
 
 
 def matmul_session(tmp_path, weight):
@@ -152,7 +151,7 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
     source = open_source(hf_dir)
 
     def tiled(name: str) -> np.ndarray:
-        return dequantize_tiles(*tiles_from_packed(quantize_asymmetric(source.tensor(name), 4, 32)))
+        return dequantize_tiles(*quantize_to_tiles(source.tensor(name)))
 
     ids = prompt_ids(model)
     got = model.logits(ids)
@@ -162,7 +161,7 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
     assert np.median(source_error) > 100 * TOLERANCE
 
 
-def test_int4_cpu_fast_paths_prefill_and_decode_near_the_exact_path(export_once, tiny_gemma2_hf,
+def test_int4_cpu_fast_paths_prefill_and_decode_near_the_exact_path(tiny_gemma2_int4_cpu,
                                                                      monkeypatch):
     """A prefill (AMX where the CPU has it, the leftover rows on AVX-512 VNNI) and decode steps
     through the KV cache, against the exact path's logits for the whole sequence: within what
@@ -170,7 +169,7 @@ def test_int4_cpu_fast_paths_prefill_and_decode_near_the_exact_path(export_once,
     differ by ~1.4 in the median position, test_parity explains why the model is so sharp)."""
     from gemma_nb.kv_cache import KVCache
 
-    folder = export_once(tiny_gemma2_hf, "tiny_gemma2_hf", "int4-cpu")
+    folder = tiny_gemma2_int4_cpu
     ids = list(range(4, 44))
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "exact")
     expected = gemma_nb.load(folder).logits(ids)[-4:]
@@ -224,16 +223,15 @@ def test_bad_int4_cpu_options_fail_before_any_work(tiny_gemma2_hf, tmp_path, kwa
     assert list(tmp_path.iterdir()) == []
 
 
-def test_int4_cpu_folders_refuse_gpu_providers(export_once, tiny_gemma2_hf):
+def test_int4_cpu_folders_refuse_gpu_providers(tiny_gemma2_int4_cpu):
     with pytest.raises(ProviderError, match="run on the CPU only; export the model with --dtype "
                                             "int4 for cuda"):
-        gemma_nb.load(export_once(tiny_gemma2_hf, "tiny_gemma2_hf", "int4-cpu"), provider="cuda")
+        gemma_nb.load(tiny_gemma2_int4_cpu, provider="cuda")
 
 
-def test_a_missing_library_says_how_to_build_it(tmp_path, monkeypatch, export_once,
-                                                tiny_gemma2_hf):
+def test_a_missing_library_says_how_to_build_it(tmp_path, monkeypatch, tiny_gemma2_int4_cpu):
     monkeypatch.setattr(kernels, "library_dirs", lambda: [tmp_path / "package", tmp_path / "cache"])
-    folder = export_once(tiny_gemma2_hf, "tiny_gemma2_hf", "int4-cpu")
+    folder = tiny_gemma2_int4_cpu
     with pytest.raises(KernelUnavailableError, match="not built in this install. Build it with "
                                                      "`gemma-nb build-kernel`"):
         gemma_nb.load(folder)

@@ -36,12 +36,12 @@ def kernel_library() -> Path:
         "--dtype int4")
 
 
-def kernel_isa() -> str:
+def kernel_isa(library: Path | None = None) -> str:
     """The path the kernel takes on this CPU: amx, avx512-vnni, avx2 or generic (GEMMA_NB_KERNEL_ISA
     caps it; `exact`, fp32 activations, is only taken when asked for)."""
-    library = ctypes.CDLL(str(kernel_library()))
-    library.GemmaNbKernelIsa.restype = ctypes.c_char_p
-    isa = library.GemmaNbKernelIsa()
+    loaded = ctypes.CDLL(str(library or kernel_library()))
+    loaded.GemmaNbKernelIsa.restype = ctypes.c_char_p
+    isa = loaded.GemmaNbKernelIsa()
     if isa is None:
         raise GemmaError("GEMMA_NB_KERNEL_ISA must be exact, generic, avx2, avx512-vnni or amx")
     return isa.decode()

@@ -504,7 +504,7 @@ void q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<flo
   float* out = y.Allocate(y_shape);
   if (m == 0) return;
   Ort::KernelContext ctx(context);
-  QuantizedRows x;
+  thread_local QuantizedRows x;  // the calling thread's, reused: no allocation per token
   MatMulJob job{a.Data(), tiles.Data(), half_bits(scales), half_bits(mins), &x, out, m, n, blocks, 0};
   if (isa == kExact) {
     ctx.ParallelFor(matmul_tile_exact, static_cast<size_t>(w_shape[0]), 0, &job);
