@@ -252,6 +252,7 @@ void tile_rows_vnni(const MatMulJob& job, int64_t tile, int64_t row0) {
     }
     const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + b * kTile)));
     const __m512 min = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn + b * kTile)));
+#pragma GCC unroll 8  // rolled, GCC keeps the R accumulators in memory: 1.2x the prompt speed unrolled
     for (int r = 0; r < R; ++r) {
       const int64_t xb = (row0 + r - job.first_row) * job.blocks + b;
       const int32_t* xq = reinterpret_cast<const int32_t*>(x.q.data() + xb * kBlock);
