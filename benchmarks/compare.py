@@ -678,25 +678,36 @@ NOTES = [
     "## Why gemma-nb misses the targets it misses", "",
     ("By how much: the target lines under each table. Why, from profiles, and what would close "
      "each gap: [performance.md](performance.md)."), "",
-    "`int4-cpu` (gemma-nb's own CPU kernel, `gemma_nb/kernels/`):", "",
-    ("- **Prefill, 2B shape** (3x llama.cpp): the AMX bf16 products run at ~0.4-1.1 TFLOPS on "
-     "2 cores, well short of what the tiles can do, and runs on this shared machine vary by "
-     "20-30%: 2.68x and 2.82x in the two runs of 2026-11-27 (3.35x in the trial's run of the "
-     "same kernel on a faster day). Longer prompt chunks do not help; the tile loads around "
-     "each product are the next thing to profile."),
-    ("- **Decode at 70% of the bound**: on the 2B shape (64-70% of the bound in these runs, 87% "
-     "in the trial's), a decode step after a 32-token prompt is 87% matmuls (profiled), which "
-     "read the weights at ~22 GB/s against the probe's 23-26; the rest is the other nodes, and "
-     "attention over the benchmark's longer cache. On the 270M the weights are small enough that the 279 nodes besides "
-     "the 73 matmuls cost as much as the weights (onnxruntime's profiler, "
-     "`benchmarks/profile_decode.py`): 108 of them are Gemma 3's q/k norms (a Reshape to heads, "
-     "the RMSNorm, a Reshape back). One fused op for that norm would remove ~72 nodes a step."),
+    ("`int4-cpu` (gemma-nb's own CPU kernel, `gemma_nb/kernels/`). The runs above are on an AMD "
+     "EPYC (Zen 5) with AVX-512 VNNI and no AMX, so prompts take the kernel's `avx512-vnni` path; "
+     "the earlier runs, on an Intel Xeon with AMX, are in performance.md."), "",
+    ("- **Prefill, 2B shape** (3x llama.cpp): llama.cpp's fastest file at no fewer bits than "
+     "ours is Q6_K, so the target is about 500 tok/s, about 2.0 TOPS of int8 products (2.03 G "
+     "multiply-adds a prompt token). Two cores retire at most 2.1-2.2 TOPS of `vpdpbusd` "
+     "(`benchmarks/int8_peak.cc`: 8.2-8.5 G a second a core, also with both cores busy), and "
+     "the format's per-block scaling puts 24 float multiply-adds beside every 64 `vpdpbusd` on "
+     "the same two pipes, which caps the products at about 1.6 TOPS (about 390 tok/s) before the "
+     "activations are quantized and attention runs. So this target cannot be met without AMX; "
+     "3x Q4_K_M alone (about 330 tok/s) would need about 85% of that cap."),
+    ("- **Decode against the faster peer, 2B shape** (1.2x): all three runtimes stream the "
+     "weights near the read bandwidth of the moment here, so the ratio is close to the ratio of "
+     "bytes read (llama.cpp Q4_K_M reads 4% more). The read bandwidth of this machine swings "
+     "between about 41 and 80 GB/s within minutes (the probes above), and the bound uses the "
+     "best probe. Back to back, a plain C++ read loop on 2 threads and one `Q4MatMul` over 265 "
+     "MB of weights read at the same rate (43.5 and 46 GB/s; 41 and 37 GB/s on one thread). A "
+     "decode step of the 2B shape is about 88% `Q4MatMul` (`benchmarks/profile_decode.py`). "
+     "Prefetch distances from 0 to 16 KB, and contiguous runs of tiles for each thread, changed "
+     "nothing."),
+    ("- **Gemma 3 270M**: fusing its q/k norms, the next step named after the AMX runs, is worth "
+     "at most about 1.5% here. The graph with the whole q/k-norm chain removed (wrong arithmetic, "
+     "kept only as a ceiling) ran 8.06 and 7.94 ms a step, against 8.16 and 8.09."),
     "",
     "`int4` (`MatMulNBits`, the form CUDA and ROCm run; on CPU, MLAS's kernels):", "",
-    ("- **Decode**: MLAS's 4-bit GEMV reads the weights at ~55% of the read bandwidth; "
-     "onnxruntime-genai runs the same kernel."),
-    ("- **Prefill**: `MatMulNBits` runs at ~200 GOPS at 512 rows (AVX-512 VNNI); MLAS uses AMX "
-     "only in its int8 GEMM."),
+    ("- **Decode**: MLAS's 4-bit GEMV, the kernel onnxruntime-genai runs too; on the Intel "
+     "machine it read the weights at ~55% of the read bandwidth."),
+    ("- **Prefill**: `MatMulNBits` ran at ~200 GOPS at 512 rows on the Intel machine (AVX-512 "
+     "VNNI; MLAS uses AMX only in its int8 GEMM); here the whole 2B prefill runs at about 0.5 "
+     "TOPS of products."),
     ("- **Load** and **peak RSS**: MLAS repacks every 4-bit weight at load (~4 s of CPU for the "
      "2B shape) into its own copy at 6 bits a weight, above the 2B shape's memory target."),
     "",

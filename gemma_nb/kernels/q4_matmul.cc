@@ -15,9 +15,9 @@
 //
 // Paths, chosen from what the CPU has; GEMMA_NB_KERNEL_ISA (exact, generic, avx2, avx512-vnni
 // or amx), read as a session is made, caps the choice, like oneDNN's ONEDNN_MAX_CPU_ISA:
-// - avx512-vnni (decode, and rows left over below): activations quantized to int8 per block of 32
-//   (scale absmax / 127), like MatMulNBits at accuracy level 4, so that
-//   sum_k w x = sum_blocks sx * (scale * dot(q, xq) + min * sum(xq)), with `vpdpbusd`.
+// - avx512-vnni (decode, the rows left over below, and every prompt row on a CPU without AMX):
+//   activations quantized to int8 per block of 32 (scale absmax / 127), like MatMulNBits at
+//   accuracy level 4, so that sum_k w x = sum_blocks sx * (scale * dot(q, xq) + min * sum(xq)), with `vpdpbusd`.
 // - amx (prompts, 16 rows at a time): bf16 tile products (see tile_columns_amx).
 // - avx2: the same int8 arithmetic, 8 rows of a tile a register, `vpmaddubsw` + `vpmaddwd` in
 //   place of `vpdpbusd` (8 code x activation pairs summed in int16 stay under 8 * 2 * 15 * 127).
