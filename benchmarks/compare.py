@@ -663,8 +663,7 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
         (f"- CPU: {m['model']}, {m['cpus']} CPUs ({m['threads_per_core']} thread(s) per core), "
         f"{m['memory_GiB']} GiB RAM, Linux {m['kernel']}, Python {m['python']}"),
         f"- Flags: {' '.join(m['flags'])}",
-        ("- llama.cpp is built with AMX off (its AMX kernel dies with SIGILL on these VMs), "
-        "see benchmarks/build_peers.sh; ONNX Runtime's MLAS may use AMX."), "",
+        amx_line(m['flags']), "",
         "## Versions", ""]
     lines += [f"- {k}: {v}" for k, v in versions(peers_python, results).items()] + [""]
     for result in results:
@@ -672,6 +671,15 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
     lines += commands_section(results) + NOTES
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")
+
+
+def amx_line(flags: list[str]) -> str:
+    if any(f.startswith("amx") for f in flags):
+        return ("- llama.cpp is built with AMX off (its AMX kernel dies with SIGILL on these VMs), "
+                "see benchmarks/build_peers.sh; ONNX Runtime's MLAS and gemma-nb's `int4-cpu` "
+                "use AMX.")
+    return ("- No AMX: `int4-cpu` runs prompts on its AVX-512 VNNI path; llama.cpp's build keeps "
+            "its AMX options off in any case (benchmarks/build_peers.sh).")
 
 
 NOTES = [
