@@ -300,8 +300,8 @@ def entries(suite: Suite, peers_python: str, prompt_file: Path, args) -> list[En
     for dtype, spec in suite.ours.items():
         folder = spec.partition("@")[0]
         out.append(Entry("gemma-nb", dtype, folder, [
-            sys.executable, "-m", "gemma_nb.cli", "bench", folder, "--prompt-tokens", str(args.prompt_tokens), *common,
-            "--json"]))
+            sys.executable, "-m", "gemma_nb.cli", "bench", folder,
+            "--prompt-tokens", str(args.prompt_tokens), *common, "--json"]))
     only = set(args.only.split(",")) if args.only else None
     return [e for e in out if only is None or e.runtime in only]
 

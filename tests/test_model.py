@@ -15,11 +15,12 @@ from gemma_nb.kv_cache import KVCache
 
 
 @pytest.fixture(scope="module", params=["fp32", "int4-cpu"])
-def model(request, tiny_gemma2_model, tiny_gemma2_int4_cpu) -> gemma_nb.Model:
-    """The runtime API on MatMul graphs and on the CPU kernel's (int4-cpu)."""
+def model(request) -> gemma_nb.Model:
+    """The runtime API on MatMul graphs and on the CPU kernel's (int4-cpu); each export is made
+    only when its parameter runs."""
     if request.param == "fp32":
-        return tiny_gemma2_model
-    return gemma_nb.load(tiny_gemma2_int4_cpu)
+        return request.getfixturevalue("tiny_gemma2_model")
+    return gemma_nb.load(request.getfixturevalue("tiny_gemma2_int4_cpu"))
 
 
 def test_generate_returns_text_ids_and_timings(model):

@@ -94,6 +94,12 @@ void quantize_block_generic(const float* a, QuantizedRows& out, int64_t i) {
   out.scaled_sum[i] = out.scale[i] * static_cast<float>(sum);
 }
 
+// The code of row r, input c (0..31) in one block of a tile (the layout in the header).
+inline int tile_code(const uint8_t* block, int r, int c) {
+  const uint8_t byte = block[(c / 8) * 64 + 4 * r + c % 4];
+  return (c / 4) % 2 ? byte >> 4 : byte & 15;
+}
+
 struct TileRow {  // one row of tiles (16 outputs, all of K): codes [blocks][256], scales and mins [blocks][16]
   const uint8_t* codes;
   const uint16_t* scales;
@@ -126,12 +132,7 @@ void tile_row_generic(const MatMulJob& job, int64_t tile, int64_t row) {
     const float sx = job.x->scale[xb], scaled_sum = job.x->scaled_sum[xb];
     for (int r = 0; r < kTile; ++r) {
       int32_t dot = 0;
-      for (int L = 0; L < 4; ++L) {
-        for (int j = 0; j < 4; ++j) {
-          const uint8_t byte = w[L * 64 + 4 * r + j];
-          dot += (byte & 15) * xq[8 * L + j] + (byte >> 4) * xq[8 * L + 4 + j];
-        }
-      }
+      for (int c = 0; c < kBlock; ++c) dot += tile_code(w, r, c) * xq[c];
       acc[r] += static_cast<float>(dot) * (half_to_float(weights.scales[b * kTile + r]) * sx) +
                 half_to_float(weights.mins[b * kTile + r]) * scaled_sum;
     }
@@ -155,12 +156,7 @@ void matmul_tile_exact(void* data, size_t tile) {
       const float* xb = x + b * kBlock;
       for (int r = 0; r < kTile; ++r) {
         const float s = half_to_float(weights.scales[b * kTile + r]), m = half_to_float(weights.mins[b * kTile + r]);
-        for (int L = 0; L < 4; ++L) {
-          for (int j = 0; j < 4; ++j) {
-            const uint8_t byte = w[L * 64 + 4 * r + j];
-            acc[r] += (s * (byte & 15) + m) * xb[8 * L + j] + (s * (byte >> 4) + m) * xb[8 * L + 4 + j];
-          }
-        }
+        for (int c = 0; c < kBlock; ++c) acc[r] += (s * tile_code(w, r, c) + m) * xb[c];
       }
     }
     std::copy(acc, acc + kTile, job.out + row * job.n + static_cast<int64_t>(tile) * kTile);
@@ -570,13 +566,7 @@ void Q4Gather(const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tens
       const uint8_t* codes = tiles.Data() + at * kTileBytes;
       const float s = half_to_float(sc[at * kTile + r]), m = half_to_float(mn[at * kTile + r]);
       float* o = out + i * k + b * kBlock;
-      for (int L = 0; L < 4; ++L) {
-        for (int j = 0; j < 4; ++j) {
-          const uint8_t byte = codes[L * 64 + 4 * r + j];
-          o[8 * L + j] = s * (byte & 15) + m;
-          o[8 * L + 4 + j] = s * (byte >> 4) + m;
-        }
-      }
+      for (int c = 0; c < kBlock; ++c) o[c] = s * tile_code(codes, static_cast<int>(r), c) + m;
     }
   }
 }
