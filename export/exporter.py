@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from gemma_nb.config import GemmaConfig
 from gemma_nb.folder import CONFIG_FILE, DATA_FILE, FORMAT_VERSION, GRAPH_FILE, TOKENIZER_FILE
+from gemma_nb.kernels import KERNEL_LAYOUT
 from gemma_nb.tokenizer import Tokenizer
 
 from . import __version__
@@ -72,7 +73,8 @@ def quantization_info(dtype: str, block_size: int, accuracy_level: int,
         return {"block_size": block_size, "accuracy_level": accuracy_level,
                 "embedding_bits": table_bits(dtype, embedding_bits)}
     if dtype == "int4-cpu":
-        return {"block_size": BLOCK, "tile_rows": TILE, "embedding_bits": 4}
+        return {"block_size": BLOCK, "tile_rows": TILE, "embedding_bits": 4,
+                "tile_layout": KERNEL_LAYOUT}
     if dtype == "gguf":
         return {"accuracy_level": accuracy_level}
     return None

@@ -136,7 +136,7 @@ class NBitsPacking(Packing):
 
 
 class TiledPacking(Packing):
-    """`--dtype int4-cpu`: the int4 codes (zero points become fp16 minimums) in the tiles that
+    """`--dtype int4-cpu`: the int4 codes and zero points (scales in fp16) in the tiles that
     gemma-nb's CPU kernel reads in place; the tied table is one copy for Q4Gather and the head."""
 
     def __init__(self, tensor: TensorFn):
@@ -145,7 +145,7 @@ class TiledPacking(Packing):
 
     def _tiled(self, tape: Tape, name: str, w: np.ndarray) -> list[str]:
         return [tape.weight(f"{name}.{part}", a)
-                for part, a in zip(("tiles", "tile_scales", "tile_mins"), quantize_to_tiles(w))]
+                for part, a in zip(("tiles", "tile_scales", "tile_zeros"), quantize_to_tiles(w))]
 
     def linear(self, tape: Tape, x: str, name: str) -> str:
         return tape.op("Q4MatMul", [x, *self._tiled(tape, name, self.tensor(name))],

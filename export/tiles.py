@@ -2,8 +2,9 @@
 whose header says why it is so) reads these arrays straight from the mapped weights file.
 
 A weight [N, K] becomes tiles [N/16, K/32, 256] uint8 (16 rows by one block of 32 inputs each)
-with an fp16 scale and an fp16 minimum per row and block, [N/16, K/32, 16] each: a weight is
-`scale * code + minimum`, codes 0..15 (5 bits a weight in all).
+with an fp16 scale per row and block, [N/16, K/32, 16], and a 4-bit zero point per row and block,
+[N/16, K/32, 8] uint8 (byte j: row j in the low nibble, row j + 8 in the high one): a weight is
+`scale * (code - zero)`, codes 0..15 (4.625 bits a weight in all).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ __all__ = ["BLOCK", "TILE", "to_tiles", "tiles_from_packed", "quantize_to_tiles"
 BLOCK, TILE = 32, 16
 
 
-def to_tiles(codes: np.ndarray, scale: np.ndarray, minimum: np.ndarray
+def to_tiles(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """codes [N, K] (0..15), scale and minimum [N, K/32] -> tiles, scales and mins."""
+    """codes [N, K] and zero points [N, K/32] (0..15), scale [N, K/32] -> tiles, scales and
+    zeros."""
     n, k = codes.shape
     if n % TILE or k % BLOCK:
         raise QuantizationError(f"a [{n}, {k}] weight does not cut into {TILE} x {BLOCK} tiles "
@@ -30,22 +32,25 @@ def to_tiles(codes: np.ndarray, scale: np.ndarray, minimum: np.ndarray
     t = codes.reshape(n // TILE, TILE, k // BLOCK, 4, 2, 4).transpose(0, 2, 3, 1, 4, 5)
     tiles = (t[..., 0, :] | (t[..., 1, :] << 4)).reshape(n // TILE, k // BLOCK, 256)
 
-    def per_tile(a: np.ndarray) -> np.ndarray:
-        return a.reshape(n // TILE, TILE, k // BLOCK).transpose(0, 2, 1).astype(np.float16)
+    def per_tile(a: np.ndarray) -> np.ndarray:  # [N/16, K/32, 16]
+        return a.reshape(n // TILE, TILE, k // BLOCK).transpose(0, 2, 1)
 
-    return (np.ascontiguousarray(tiles, dtype=np.uint8), np.ascontiguousarray(per_tile(scale)),
-            np.ascontiguousarray(per_tile(minimum)))
+    z = per_tile(zero.astype(np.uint8))
+    zeros = z[..., : TILE // 2] | (z[..., TILE // 2:] << 4)
+    return (np.ascontiguousarray(tiles, dtype=np.uint8),
+            np.ascontiguousarray(per_tile(scale).astype(np.float16)),
+            np.ascontiguousarray(zeros, dtype=np.uint8))
 
 
 def tiles_from_packed(p: PackedWeight) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A 4-bit, block-32 weight with zero points in the tile layout: the same codes;
-    scale * (code - zero) becomes scale * code + minimum (both rounded to fp16)."""
+    """A 4-bit, block-32 weight with zero points in the tile layout: the same codes and zero
+    points, the scales rounded to fp16."""
     if p.bits != 4 or p.block_size != BLOCK:
         raise QuantizationError(f"only 4-bit, block-{BLOCK} weights tile (got {p.bits}-bit, "
                                 f"block {p.block_size})")
     codes, zero = unpacked_codes(p)
     scale = p.scales.reshape(p.N, p.n_blocks)
-    return to_tiles(codes, scale, -scale * zero)
+    return to_tiles(codes, scale, zero)
 
 
 def quantize_to_tiles(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,8 +59,9 @@ def quantize_to_tiles(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return tiles_from_packed(quantize_asymmetric(w, 4, BLOCK))
 
 
-def dequantize_tiles(tiles: np.ndarray, scales: np.ndarray, mins: np.ndarray) -> np.ndarray:
-    """The fp32 weight [N, K] the kernel computes with (the inverse of `to_tiles`)."""
+def dequantize_tiles(tiles: np.ndarray, scales: np.ndarray, zeros: np.ndarray) -> np.ndarray:
+    """The fp32 weight [N, K] the kernel computes with, scale * code + (-scale * zero) (the
+    inverse of `to_tiles`)."""
     n_tiles, blocks, _ = tiles.shape
     t = tiles.reshape(n_tiles, blocks, 4, TILE, 4)  # [tile, block, L, r, j]
     codes = np.stack([t & 15, t >> 4], axis=4)  # [tile, block, L, r, half, j]
@@ -64,4 +70,7 @@ def dequantize_tiles(tiles: np.ndarray, scales: np.ndarray, mins: np.ndarray) ->
     def per_row(a: np.ndarray) -> np.ndarray:
         return a.astype(np.float32).transpose(0, 2, 1).reshape(n_tiles * TILE, blocks, 1)
 
-    return (codes * per_row(scales) + per_row(mins)).reshape(n_tiles * TILE, blocks * BLOCK)
+    zero = np.concatenate([zeros & 15, zeros >> 4], axis=2)  # [tile, block, r]
+    scale = per_row(scales)
+    minimum = -scale * per_row(zero)
+    return (codes * scale + minimum).reshape(n_tiles * TILE, blocks * BLOCK)

@@ -8,6 +8,7 @@ from typing import Any
 
 from .config import GemmaConfig
 from .errors import ModelFolderError
+from .kernels import KERNEL_DTYPE, KERNEL_LAYOUT
 
 __all__ = ["CONFIG_FILE", "GRAPH_FILE", "DATA_FILE", "TOKENIZER_FILE", "FORMAT_VERSION",
            "read_model_info"]
@@ -37,4 +38,11 @@ def read_model_info(path: Path) -> tuple[dict[str, Any], GemmaConfig]:
             f"{path} was written by format {info.get('format_version')}; this gemma-nb reads "
             f"format {FORMAT_VERSION}: export it again"
         )
+    if info.get("dtype") == KERNEL_DTYPE:
+        layout = (info.get("quantization") or {}).get("tile_layout", 1)
+        if layout != KERNEL_LAYOUT:
+            raise ModelFolderError(
+                f"{path} holds {KERNEL_DTYPE} tiles of layout {layout}; this gemma-nb's kernel "
+                f"reads layout {KERNEL_LAYOUT}: export it again"
+            )
     return info, GemmaConfig.from_json(info["config"])

@@ -10,8 +10,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from .errors import GemmaError
-from .folder import CONFIG_FILE
+from .errors import GemmaError, ModelFolderError
+from .folder import CONFIG_FILE, read_model_info
 
 __all__ = ["DEFAULT_MODEL", "cache_dir", "resolve_model", "default_model_source"]
 
@@ -42,9 +42,19 @@ def _export_into_cache(source: Path, name: str, dtype: str, progress: bool) -> P
             f"{source} is a weights file; exporting it needs: pip install 'gemma-nb[export]'"
         ) from None
     target = cache_dir() / f"{name}-{dtype}"
-    if not (target / CONFIG_FILE).is_file():
+    if not _readable(target):
         export(source, target, dtype=dtype, overwrite=True, progress=progress)
     return target
+
+
+def _readable(folder: Path) -> bool:
+    """Whether a cached export is complete and in a layout this gemma-nb reads (an older
+    gemma-nb's export is made again)."""
+    try:
+        read_model_info(folder)
+    except ModelFolderError:
+        return False
+    return True
 
 
 def resolve_model(spec: str | Path, dtype: str = "fp32", progress: bool = True) -> Path:

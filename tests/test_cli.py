@@ -17,7 +17,7 @@ import pytest
 
 import gemma_export
 import gemma_nb
-from gemma_nb.folder import CONFIG_FILE
+from gemma_nb.folder import CONFIG_FILE, FORMAT_VERSION
 from gemma_nb.models import resolve_model
 
 PROMPT = "The quick brown fox"
@@ -213,6 +213,18 @@ def test_resolve_model_exports_a_gguf_once_and_reuses_it(tiny_gemma2_gguf, tmp_p
     assert second == first
     assert (second / CONFIG_FILE).stat().st_mtime_ns == written
     gemma_nb.load(second)
+
+
+def test_resolve_model_exports_again_a_cached_folder_it_cannot_read(tiny_gemma2_gguf, tmp_path,
+                                                                     monkeypatch):
+    """An export cached by an older gemma-nb (another format) is replaced, not loaded."""
+    monkeypatch.setenv("GEMMA_NB_CACHE", str(tmp_path / "cache"))
+    folder = resolve_model(tiny_gemma2_gguf, progress=False)
+    info = json.loads((folder / CONFIG_FILE).read_text())
+    (folder / CONFIG_FILE).write_text(json.dumps({**info, "format_version": 0}))
+    assert resolve_model(tiny_gemma2_gguf, progress=False) == folder
+    assert json.loads((folder / CONFIG_FILE).read_text())["format_version"] == FORMAT_VERSION
+    gemma_nb.load(folder)
 
 
 def test_resolve_model_rejects_a_path_that_is_no_model(tmp_path, monkeypatch):

@@ -8,6 +8,9 @@ made: a test sets it before loading, and sessions made under different caps keep
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -17,9 +20,10 @@ import gemma_nb
 import gemma_nb.kernels as kernels
 from gemma_export import export
 from gemma_export.exporter import check_tiles
-from gemma_export.quant import QuantizationError
+from gemma_export.quant import QuantizationError, quantize_asymmetric, unpacked_codes
 from gemma_export.sources import open_source
-from gemma_export.tiles import dequantize_tiles, quantize_to_tiles
+from gemma_export.tiles import dequantize_tiles, quantize_to_tiles, tiles_from_packed
+from gemma_nb.folder import CONFIG_FILE
 from gemma_nb.kernels import KernelUnavailableError, kernel_isa
 from gemma_nb.kernels.build import KernelBuildError, build, library_name, ort_headers
 from gemma_nb.session import ProviderError, create_session
@@ -50,11 +54,11 @@ def one_op_session(tmp_path, arrays, node: helper.NodeProto, inputs, output):
 def weight():
     rng = np.random.default_rng(5)
     w = rng.standard_normal((N, K)).astype(np.float32) + 0.3  # one-sided blocks too
-    return dict(zip(("tiles", "scales", "mins"), quantize_to_tiles(w)))
+    return dict(zip(("tiles", "scales", "zeros"), quantize_to_tiles(w)))
 
 
 def matmul_session(tmp_path, weight):
-    node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "mins"], ["y"],
+    node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "zeros"], ["y"],
                             domain="gemma_nb")
     return one_op_session(
         tmp_path, weight, node,
@@ -73,7 +77,7 @@ def test_each_path_computes_its_documented_arithmetic(tmp_path, weight, monkeypa
     assert taken == isa or ISAS.index(taken) < ISAS.index(isa)  # a CPU without it: the next
     x = np.random.default_rng(rows).standard_normal((rows, K)).astype(np.float32)
     y = session.run(None, {"x": x})[0]
-    w = dequantize_tiles(weight["tiles"], weight["scales"], weight["mins"])
+    w = dequantize_tiles(weight["tiles"], weight["scales"], weight["zeros"])
     on_amx = rows // 16 * 16 if taken == "amx" else 0
     modelled = np.concatenate([bf16(x[:on_amx]) @ bf16(w).T,
                                (x if taken == "exact" else int8_activations(x, 32))[on_amx:] @ w.T])
@@ -92,7 +96,7 @@ def test_sessions_made_under_different_caps_keep_their_own_paths(tmp_path, weigh
         (tmp_path / isa).mkdir()
         sessions[isa] = matmul_session(tmp_path / isa, weight)
     x = np.random.default_rng(2).standard_normal((3, K)).astype(np.float32)
-    w = dequantize_tiles(weight["tiles"], weight["scales"], weight["mins"])
+    w = dequantize_tiles(weight["tiles"], weight["scales"], weight["zeros"])
     scale = np.abs(x @ w.T).max()
     for isa, activations in (("exact", x), ("generic", int8_activations(x, 32))):
         y = sessions[isa].run(None, {"x": x})[0]
@@ -109,7 +113,7 @@ def test_batched_input_keeps_its_leading_dimensions(tmp_path, weight):
 
 
 def gather_session(tmp_path, weight):
-    node = helper.make_node("Q4Gather", ["tiles", "scales", "mins", "ids"], ["rows"],
+    node = helper.make_node("Q4Gather", ["tiles", "scales", "zeros", "ids"], ["rows"],
                             domain="gemma_nb")
     return one_op_session(
         tmp_path, weight, node, [helper.make_tensor_value_info("ids", TensorProto.INT64, None)],
@@ -120,7 +124,7 @@ def test_gather_gives_the_dequantized_rows(tmp_path, weight):
     session = gather_session(tmp_path, weight)
     ids = np.array([[0, 17, N - 1], [5, 5, 64]], np.int64)
     rows = session.run(None, {"ids": ids})[0]
-    w = dequantize_tiles(weight["tiles"], weight["scales"], weight["mins"])
+    w = dequantize_tiles(weight["tiles"], weight["scales"], weight["zeros"])
     np.testing.assert_allclose(rows, w[ids], rtol=1e-6, atol=0)
 
 
@@ -131,8 +135,31 @@ def test_a_token_id_outside_the_table_fails_the_run_not_the_process(tmp_path, we
     assert session.run(None, {"ids": np.array([3], np.int64)})[0].shape == (1, K)
 
 
+def test_tiles_hold_the_int4_codes_and_zero_points():
+    """Against int4's own codes and zero points (quant.py), with the scales rounded to fp16."""
+    w = np.random.default_rng(6).standard_normal((N, K)).astype(np.float32) - 0.4
+    packed = quantize_asymmetric(w, 4, 32)
+    codes, zero = unpacked_codes(packed)
+    assert len(np.unique(zero)) > 4  # the zero points vary, so their nibbles are checked
+    scale = packed.scales.reshape(N, -1).astype(np.float16).astype(np.float32)[..., None]
+    expected = ((codes.reshape(N, -1, 32) - zero[..., None].astype(np.float32)) * scale)
+    tiled = dequantize_tiles(*tiles_from_packed(packed))
+    np.testing.assert_allclose(tiled, expected.reshape(N, K), rtol=0, atol=1e-6 * np.abs(w).max())
+
+
+def test_a_folder_of_the_first_tile_layout_asks_to_be_exported_again(tmp_path,
+                                                                    tiny_gemma2_int4_cpu):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_gemma2_int4_cpu, old)
+    info = json.loads((old / CONFIG_FILE).read_text())
+    del info["quantization"]["tile_layout"]  # what the first layout's exports wrote
+    (old / CONFIG_FILE).write_text(json.dumps(info))
+    with pytest.raises(gemma_nb.ModelFolderError, match="tiles of layout 1.*export it again"):
+        gemma_nb.load(old)
+
+
 def test_a_weight_that_is_not_tiles_is_refused(tmp_path, weight):
-    bad = {**weight, "mins": weight["mins"][:, :4]}
+    bad = {**weight, "zeros": weight["zeros"][:, :4]}
     session = matmul_session(tmp_path, bad)
     with pytest.raises(Exception, match="not \\[N/16, K/32, 256\\] tiles"):
         session.run(None, {"x": np.zeros((1, K), np.float32)})
@@ -143,11 +170,12 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
                                                                    monkeypatch, fixture):
     """The whole graph on the exact path: as tight as fp32 parity against transformers running
     the tiled weights; the same weights with fp32 scales and zero points (plain int4) are
-    already far off, so the layout's fp16 scales and minimums are what is checked."""
+    already far off, so the layout's fp16 scales and zero points are what is checked."""
     hf_dir = request.getfixturevalue(fixture)
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "exact")
     model = gemma_nb.load(export_once(hf_dir, fixture, "int4-cpu"))
-    assert model.info["quantization"] == {"block_size": 32, "tile_rows": 16, "embedding_bits": 4}
+    assert model.info["quantization"] == {"block_size": 32, "tile_rows": 16, "embedding_bits": 4,
+                                          "tile_layout": 2}
     source = open_source(hf_dir)
 
     def tiled(name: str) -> np.ndarray:
@@ -183,7 +211,7 @@ def test_int4_cpu_fast_paths_prefill_and_decode_near_the_exact_path(tiny_gemma2_
 
 @pytest.mark.slow
 def test_real_model_int4_cpu_scores_like_its_int4_export(export_once, real_gguf, real_int4_dir):
-    """The Gemma 3 270M: int4-cpu holds the int4 export's codes (fp16 scales and minimums), so
+    """The Gemma 3 270M: int4-cpu holds the int4 export's codes (with fp16 scales), so
     both give nearly the same log-likelihood to real text, and the same greedy answer."""
     cpu = gemma_nb.load(export_once(real_gguf, "gemma3-270m", "int4-cpu"))
     int4 = gemma_nb.load(real_int4_dir)

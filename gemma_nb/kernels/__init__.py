@@ -11,9 +11,13 @@ from pathlib import Path
 from ..errors import GemmaError
 from .build import BUILD_ERROR_FILE, library_dirs, library_name
 
-__all__ = ["KERNEL_DTYPE", "KernelUnavailableError", "kernel_library", "kernel_isa"]
+__all__ = ["KERNEL_DTYPE", "KERNEL_LAYOUT", "KernelUnavailableError", "kernel_library",
+           "kernel_isa"]
 
 KERNEL_DTYPE = "int4-cpu"  # the export dtype whose graphs use these ops
+# The tile layout these ops read, recorded in a folder's "quantization": 2 stores 4-bit zero
+# points (4.625 bits a weight); 1, fp16 minimums (5 bits), is no longer read.
+KERNEL_LAYOUT = 2
 
 
 class KernelUnavailableError(GemmaError):

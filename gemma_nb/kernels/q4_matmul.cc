@@ -7,11 +7,13 @@
 // r = 0..15 and j = 0..3 byte L*64 + 4r + j holds code q[r][8L + j] in its low nibble and
 // q[r][8L + 4 + j] in its high one. One 64-byte load, masked or shifted, then gives 16 rows x 4
 // columns of codes, which `vpdpbusd` multiplies with 4 int8 activations broadcast to all rows.
-// Per tile row and block: an fp16 scale and an fp16 minimum, scales[N/16][K/32][16] and mins
-// alike, so a weight is scale * q + min (5 bits a weight in all).
+// Per tile row and block: an fp16 scale, scales[N/16][K/32][16], and a 4-bit zero point,
+// zeros[N/16][K/32][8], byte j holding row j's in its low nibble and row j + 8's in its high one,
+// so a weight is scale * (q - zero) (4.625 bits a weight in all). The kernel folds the zero
+// point into a minimum, -scale * zero, in fp32.
 //
-// Q4MatMul(A float [..., K], tiles, scales, mins) -> [..., N]
-// Q4Gather(tiles, scales, mins, ids int64 [...]) -> [..., K] (rows of a tied embedding table)
+// Q4MatMul(A float [..., K], tiles, scales, zeros) -> [..., N]
+// Q4Gather(tiles, scales, zeros, ids int64 [...]) -> [..., K] (rows of a tied embedding table)
 //
 // Paths, chosen from what the CPU has; GEMMA_NB_KERNEL_ISA (exact, generic, avx2, avx512-vnni
 // or amx), read as a session is made, caps the choice, like oneDNN's ONEDNN_MAX_CPU_ISA:
@@ -48,7 +50,7 @@
 
 namespace {
 
-constexpr int64_t kBlock = 32, kTile = 16, kTileBytes = 256;
+constexpr int64_t kBlock = 32, kTile = 16, kTileBytes = 256, kZeroBytes = 8;
 constexpr int kRows = 8;  // activation rows that share one unpacking of a tile's codes
 // Decode streams the codes once; asking for them this far ahead keeps enough reads in flight for
 // 2 cores to reach the read bandwidth (4-8 KB: 1.4-1.5x the decode speed without, 2B shape).
@@ -100,24 +102,29 @@ inline int tile_code(const uint8_t* block, int r, int c) {
   return (c / 4) % 2 ? byte >> 4 : byte & 15;
 }
 
-struct TileRow {  // one row of tiles (16 outputs, all of K): codes [blocks][256], scales and mins [blocks][16]
+// The minimum of row r in one block: -scale * zero (zeros: the block's 8 bytes).
+inline float tile_min(float scale, const uint8_t* zeros, int r) {
+  return -scale * static_cast<float>((zeros[r % 8] >> (4 * (r / 8))) & 15);
+}
+
+struct TileRow {  // one row of tiles (16 outputs, all of K): codes [blocks][256], scales [blocks][16], zeros [blocks][8]
   const uint8_t* codes;
   const uint16_t* scales;
-  const uint16_t* mins;
+  const uint8_t* zeros;
 };
 
 struct MatMulJob {
   const float* a;  // [m][K]
   const uint8_t* tiles;
   const uint16_t* scales;
-  const uint16_t* mins;
+  const uint8_t* zeros;
   const QuantizedRows* x;  // rows first_row .. m - 1, quantized
   float* out;
   int64_t m, n, blocks;
   int64_t first_row;  // rows before it were done on AMX
 
   TileRow tile_row(int64_t tile) const {
-    return {tiles + tile * blocks * kTileBytes, scales + tile * blocks * kTile, mins + tile * blocks * kTile};
+    return {tiles + tile * blocks * kTileBytes, scales + tile * blocks * kTile, zeros + tile * blocks * kZeroBytes};
   }
 };
 
@@ -133,8 +140,8 @@ void tile_row_generic(const MatMulJob& job, int64_t tile, int64_t row) {
     for (int r = 0; r < kTile; ++r) {
       int32_t dot = 0;
       for (int c = 0; c < kBlock; ++c) dot += tile_code(w, r, c) * xq[c];
-      acc[r] += static_cast<float>(dot) * (half_to_float(weights.scales[b * kTile + r]) * sx) +
-                half_to_float(weights.mins[b * kTile + r]) * scaled_sum;
+      const float scale = half_to_float(weights.scales[b * kTile + r]);
+      acc[r] += static_cast<float>(dot) * (scale * sx) + tile_min(scale, weights.zeros + b * kZeroBytes, r) * scaled_sum;
     }
   }
   std::copy(acc, acc + kTile, job.out + row * job.n + tile * kTile);
@@ -155,7 +162,7 @@ void matmul_tile_exact(void* data, size_t tile) {
       const uint8_t* w = weights.codes + b * kTileBytes;
       const float* xb = x + b * kBlock;
       for (int r = 0; r < kTile; ++r) {
-        const float s = half_to_float(weights.scales[b * kTile + r]), m = half_to_float(weights.mins[b * kTile + r]);
+        const float s = half_to_float(weights.scales[b * kTile + r]), m = tile_min(s, weights.zeros + b * kZeroBytes, r);
         for (int c = 0; c < kBlock; ++c) acc[r] += (s * tile_code(w, r, c) + m) * xb[c];
       }
     }
@@ -171,7 +178,7 @@ void matmul_tile_exact(void* data, size_t tile) {
 // tile (the first 32 bytes of each 64), then rows 8-15.
 template <int R>
 void tile_rows_avx2(const MatMulJob& job, int64_t tile, int64_t row0) {
-  const auto [w, sc, mn] = job.tile_row(tile);
+  const auto [w, sc, zeros] = job.tile_row(tile);
   const QuantizedRows& x = *job.x;
   const __m256i low_nibbles = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   for (int half = 0; half < 2; ++half) {
@@ -186,7 +193,9 @@ void tile_rows_avx2(const MatMulJob& job, int64_t tile, int64_t row0) {
         codes[2 * L + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
       }
       const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + b * kTile + 8 * half)));
-      const __m256 min = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mn + b * kTile + 8 * half)));
+      const __m256i zero_bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zeros + b * kZeroBytes)));
+      const __m256i zero = _mm256_and_si256(_mm256_srli_epi32(zero_bytes, 4 * half), _mm256_set1_epi32(15));
+      const __m256 min = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), scale), _mm256_cvtepi32_ps(zero));
       for (int r = 0; r < R; ++r) {
         const int64_t xb = (row0 + r - job.first_row) * job.blocks + b;
         const int32_t* xq = reinterpret_cast<const int32_t*>(x.q.data() + xb * kBlock);
@@ -228,10 +237,18 @@ void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
   out.scaled_sum[i] = out.scale[i] * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
 }
 
+// The 16 rows' minimums of one block, -scale * zero.
+__m512 block_mins(__m512 scale, const uint8_t* zeros) {
+  const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zeros)));
+  const __m256i low = _mm256_and_si256(bytes, _mm256_set1_epi32(15)), high = _mm256_srli_epi32(bytes, 4);
+  const __m512 zero = _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1));
+  return _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), scale), zero);
+}
+
 // Rows row0 .. row0 + R - 1 of the output, in the 16 columns of one tile row.
 template <int R>
 void tile_rows_vnni(const MatMulJob& job, int64_t tile, int64_t row0) {
-  const auto [w, sc, mn] = job.tile_row(tile);
+  const auto [w, sc, zeros] = job.tile_row(tile);
   const QuantizedRows& x = *job.x;
   const __m512i low_nibbles = _mm512_set1_epi8(0x0F);
   __m512 acc[R];
@@ -247,7 +264,7 @@ void tile_rows_vnni(const MatMulJob& job, int64_t tile, int64_t row0) {
       codes[2 * L + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles);
     }
     const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc + b * kTile)));
-    const __m512 min = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn + b * kTile)));
+    const __m512 min = block_mins(scale, zeros + b * kZeroBytes);
 #pragma GCC unroll 8  // rolled, GCC keeps the R accumulators in memory: 1.2x the prompt speed unrolled
     for (int r = 0; r < R; ++r) {
       const int64_t xb = (row0 + r - job.first_row) * job.blocks + b;
@@ -294,9 +311,9 @@ void configure_tiles() {
 }
 
 // B rows for one block of one tile: 16 rows of 64 bytes (row i: columns 0..15, k = 2i, 2i + 1).
-void dequantize_block(const uint8_t* codes, const uint16_t* sc, const uint16_t* mn, uint16_t* rows) {
+void dequantize_block(const uint8_t* codes, const uint16_t* sc, const uint8_t* zeros, uint16_t* rows) {
   const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
-  const __m512 min = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mn)));
+  const __m512 min = block_mins(scale, zeros);
   const __m512i first = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
   const __m512 scale_lo = _mm512_permutexvar_ps(first, scale), scale_hi = _mm512_permutexvar_ps(second, scale);
@@ -390,7 +407,7 @@ void tile_columns_amx(void* data, size_t task) {  // weight tiles 2 task, 2 task
   for (int64_t c = 0; c < count; ++c) {
     const TileRow weights = job.tile_row(tile0 + c);
     for (int64_t b = 0; b < job.blocks; ++b) {
-      dequantize_block(weights.codes + b * kTileBytes, weights.scales + b * kTile, weights.mins + b * kTile,
+      dequantize_block(weights.codes + b * kTileBytes, weights.scales + b * kTile, weights.zeros + b * kZeroBytes,
                        b_rows[c] + b * 16 * 32);
     }
   }
@@ -476,21 +493,23 @@ const uint16_t* half_bits(const Ort::Custom::Tensor<Ort::Float16_t>& t) {
   return reinterpret_cast<const uint16_t*>(t.Data());
 }
 
-// The tiles' [N/16, K/32, 256] and the scales' and mins' [N/16, K/32, 16]; throws on anything else.
+// The tiles' [N/16, K/32, 256], the scales' [N/16, K/32, 16] and the zeros' [N/16, K/32, 8]; throws on
+// anything else.
 void check_weight(const char* op, const std::vector<int64_t>& tiles, const std::vector<int64_t>& scales,
-                  const std::vector<int64_t>& mins) {
-  const std::vector<int64_t> per_row{tiles.size() == 3 ? tiles[0] : -1, tiles.size() == 3 ? tiles[1] : -1, kTile};
-  if (tiles.size() != 3 || tiles[2] != kTileBytes || scales != per_row || mins != per_row) {
+                  const std::vector<int64_t>& zeros) {
+  const int64_t n_tiles = tiles.size() == 3 ? tiles[0] : -1, blocks = tiles.size() == 3 ? tiles[1] : -1;
+  if (tiles.size() != 3 || tiles[2] != kTileBytes || scales != std::vector<int64_t>{n_tiles, blocks, kTile} ||
+      zeros != std::vector<int64_t>{n_tiles, blocks, kZeroBytes}) {
     ORT_CXX_API_THROW(std::string(op) + ": the weight is not [N/16, K/32, 256] tiles with [N/16, K/32, 16] "
-                      "scales and minimums", ORT_INVALID_ARGUMENT);
+                      "scales and [N/16, K/32, 8] zero points", ORT_INVALID_ARGUMENT);
   }
 }
 
 void q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<float>& a,
                const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
-               const Ort::Custom::Tensor<Ort::Float16_t>& mins, Ort::Custom::Tensor<float>& y) {
+               const Ort::Custom::Tensor<uint8_t>& zeros, Ort::Custom::Tensor<float>& y) {
   const std::vector<int64_t> a_shape = a.Shape(), w_shape = tiles.Shape();
-  check_weight("Q4MatMul", w_shape, scales.Shape(), mins.Shape());
+  check_weight("Q4MatMul", w_shape, scales.Shape(), zeros.Shape());
   const int64_t blocks = w_shape[1], n = w_shape[0] * kTile, k = blocks * kBlock;
   if (a_shape.empty() || a_shape.back() != k) {
     ORT_CXX_API_THROW("Q4MatMul: the input's last dimension is not the weight's K", ORT_INVALID_ARGUMENT);
@@ -502,7 +521,7 @@ void q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<flo
   if (m == 0) return;
   Ort::KernelContext ctx(context);
   thread_local QuantizedRows x;  // the calling thread's, reused: no allocation per token
-  MatMulJob job{a.Data(), tiles.Data(), half_bits(scales), half_bits(mins), &x, out, m, n, blocks, 0};
+  MatMulJob job{a.Data(), tiles.Data(), half_bits(scales), zeros.Data(), &x, out, m, n, blocks, 0};
   if (isa == kExact) {
     ctx.ParallelFor(matmul_tile_exact, static_cast<size_t>(w_shape[0]), 0, &job);
     return;
@@ -536,17 +555,17 @@ struct Q4MatMul {  // one per graph node: its path is fixed when the session is 
   }
   void Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& a,
                const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
-               const Ort::Custom::Tensor<Ort::Float16_t>& mins, Ort::Custom::Tensor<float>& y) {
-    q4_matmul(context, isa, a, tiles, scales, mins, y);
+               const Ort::Custom::Tensor<uint8_t>& zeros, Ort::Custom::Tensor<float>& y) {
+    q4_matmul(context, isa, a, tiles, scales, zeros, y);
   }
   int isa;
 };
 
 void Q4Gather(const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
-              const Ort::Custom::Tensor<Ort::Float16_t>& mins, const Ort::Custom::Tensor<int64_t>& ids,
+              const Ort::Custom::Tensor<uint8_t>& zeros, const Ort::Custom::Tensor<int64_t>& ids,
               Ort::Custom::Tensor<float>& y) {
   const std::vector<int64_t> w_shape = tiles.Shape();
-  check_weight("Q4Gather", w_shape, scales.Shape(), mins.Shape());
+  check_weight("Q4Gather", w_shape, scales.Shape(), zeros.Shape());
   const int64_t blocks = w_shape[1], k = blocks * kBlock, rows = w_shape[0] * kTile;
   std::vector<int64_t> y_shape = ids.Shape();
   y_shape.push_back(k);
@@ -558,13 +577,13 @@ void Q4Gather(const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tens
     }
   }
   float* out = y.Allocate(y_shape);
-  const uint16_t *sc = half_bits(scales), *mn = half_bits(mins);
+  const uint16_t* sc = half_bits(scales);
   for (int64_t i = 0; i < count; ++i) {
     const int64_t tile = ids.Data()[i] / kTile, r = ids.Data()[i] % kTile;
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t at = tile * blocks + b;
       const uint8_t* codes = tiles.Data() + at * kTileBytes;
-      const float s = half_to_float(sc[at * kTile + r]), m = half_to_float(mn[at * kTile + r]);
+      const float s = half_to_float(sc[at * kTile + r]), m = tile_min(s, zeros.Data() + at * kZeroBytes, static_cast<int>(r));
       float* o = out + i * k + b * kBlock;
       for (int c = 0; c < kBlock; ++c) o[c] = s * tile_code(codes, static_cast<int>(r), c) + m;
     }
