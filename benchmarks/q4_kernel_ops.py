@@ -89,6 +89,7 @@ def main() -> None:
     weights = [quantize(rng, n, k) for _ in range(args.chain)]
     sessions = {kind: session(chain_model(kind, [inputs(w) for w in weights], k, n), args.threads)
                 for kind, inputs in kinds}
+    weight_bytes = {kind: sum(a.nbytes for a in inputs(weight)) for kind, inputs in kinds}
     for m in args.rows:
         x = rng.standard_normal((m, k)).astype(np.float32)
         times: dict[str, list[float]] = {kind: [] for kind in sessions}
@@ -102,7 +103,8 @@ def main() -> None:
         med = {kind: float(np.median(t)) for kind, t in times.items()}
         for kind, t in med.items():
             print(f"M={m} {kind}: {t * 1e3:.3f} ms a weight, {2 * m * n * k / t / 1e9:.0f} GOPS, "
-                  f"{n * k * 5 / 8 / t / 1e9:.1f} GB/s at 5 bits a weight")
+                  f"{weight_bytes[kind] / t / 1e9:.1f} GB/s of its "
+                  f"{8 * weight_bytes[kind] / (n * k):.3f} bits a weight")
         print(f"M={m}: Q4MatMul / MatMulNBits speed = {med['MatMulNBits'] / med['Q4MatMul']:.2f}x")
 
 
