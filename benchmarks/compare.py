@@ -383,17 +383,18 @@ def run_suite(suite: Suite, args) -> dict:
               "commit": git_head(),
               "kv_bytes_fp32": kv_bytes(suite.source, len(prompt) + args.new_tokens),
               "bandwidth": [], "rows": []}
+    probe = bandwidth_probe(args.threads)  # between two runs: after the one, before the next
     for round_no in range(args.rounds):  # rounds interleave the runtimes: A B C, A B C, ...
-        result["bandwidth"].append(bandwidth_probe(args.threads))
+        result["bandwidth"].append(probe)
         for entry in entries(suite, args.peers_python, prompt_file, args):
-            before = bandwidth_probe(args.threads)["read_GB_s"]
             row = {"round": round_no, **measure(entry, args.quiet, args.max_wait)}
-            row["bandwidth_beside"] = [before, bandwidth_probe(args.threads)["read_GB_s"]]
+            before, probe = probe, bandwidth_probe(args.threads)
+            row["bandwidth_beside"] = [before["read_GB_s"], probe["read_GB_s"]]
             if entry.runtime == "gemma-nb":  # gemma-nb bench makes its prompt with its tokenizer
                 row["same_prompt"] = same_prompt(Path(entry.path), prompt)
             result["rows"].append(row)
             print(json.dumps(summary_line(row)), flush=True)
-    result["bandwidth"].append(bandwidth_probe(args.threads))
+    result["bandwidth"].append(probe)
     return result
 
 
@@ -521,7 +522,7 @@ def suite_table(result: dict) -> list[str]:
              f"Prompt {result['prompt_tokens']} tokens, {result['new_tokens']} new tokens "
              f"(greedy, stop tokens ignored), {result['threads']} threads, {how}. "
              f"{params / 1e9:.3f} B parameters. Read bandwidth (probe before each round and at "
-             "the end; more beside each run; **bound tok/s** uses the best of all): "
+             "the end, and between every two runs; **bound tok/s** uses the best of all): "
              + ", ".join(f"{b['read_GB_s']:.1f}" for b in result["bandwidth"]) + " GB/s. "
              f"Run started {result['started']}.", "",
              ("| runtime | weights | file | bits/weight | load s | prefill tok/s | first token s "

@@ -174,6 +174,12 @@ void matmul_tile_exact(void* data, size_t tile) {
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
 
+// The zero points of rows 8 half .. 8 half + 7 of one block (zeros: its 8 bytes), as int32.
+__m256i half_zeros(const uint8_t* zeros, int half) {
+  const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zeros)));
+  return _mm256_and_si256(_mm256_srli_epi32(bytes, 4 * half), _mm256_set1_epi32(15));
+}
+
 // Rows row0 .. row0 + R - 1 of the output, in the 16 columns of one tile row: rows 0-7 of the
 // tile (the first 32 bytes of each 64), then rows 8-15.
 template <int R>
@@ -193,9 +199,8 @@ void tile_rows_avx2(const MatMulJob& job, int64_t tile, int64_t row0) {
         codes[2 * L + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
       }
       const __m256 scale = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + b * kTile + 8 * half)));
-      const __m256i zero_bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zeros + b * kZeroBytes)));
-      const __m256i zero = _mm256_and_si256(_mm256_srli_epi32(zero_bytes, 4 * half), _mm256_set1_epi32(15));
-      const __m256 min = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), scale), _mm256_cvtepi32_ps(zero));
+      const __m256 zero = _mm256_cvtepi32_ps(half_zeros(zeros + b * kZeroBytes, half));
+      const __m256 min = _mm256_mul_ps(_mm256_sub_ps(_mm256_setzero_ps(), scale), zero);
       for (int r = 0; r < R; ++r) {
         const int64_t xb = (row0 + r - job.first_row) * job.blocks + b;
         const int32_t* xq = reinterpret_cast<const int32_t*>(x.q.data() + xb * kBlock);
@@ -239,9 +244,8 @@ void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
 
 // The 16 rows' minimums of one block, -scale * zero.
 __m512 block_mins(__m512 scale, const uint8_t* zeros) {
-  const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zeros)));
-  const __m256i low = _mm256_and_si256(bytes, _mm256_set1_epi32(15)), high = _mm256_srli_epi32(bytes, 4);
-  const __m512 zero = _mm512_cvtepi32_ps(_mm512_inserti64x4(_mm512_castsi256_si512(low), high, 1));
+  const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(half_zeros(zeros, 0)), half_zeros(zeros, 1), 1);
+  const __m512 zero = _mm512_cvtepi32_ps(both);
   return _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), scale), zero);
 }
 
