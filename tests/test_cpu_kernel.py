@@ -67,10 +67,12 @@ def matmul_session(tmp_path, weight):
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("rows", [1, 3, 8, 16, 19, 40, 48])
+@pytest.mark.parametrize("rows", [1, 3, 8, 16, 19, 40, 48, 57])
 def test_each_path_computes_its_documented_arithmetic(tmp_path, weight, monkeypatch, isa, rows):
-    """exact: fp32; generic and avx512-vnni: int8 activations per block of 32; amx: groups of
-    16 rows in bf16 (in pairs of groups, and one alone), the rows left over as avx512-vnni."""
+    """exact: fp32; generic and avx512-vnni: int8 activations per block of 32 (from 48 rows,
+    avx512-vnni's prompt form: codes unpacked once, in groups of 8 rows and one left over); amx:
+    groups of 16 rows in bf16 (in pairs of groups, and one alone), the rows left over as
+    avx512-vnni."""
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
     session = matmul_session(tmp_path, weight)
     taken = kernel_isa()
