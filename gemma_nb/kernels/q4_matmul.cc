@@ -301,9 +301,9 @@ void matmul_tile_vnni(void* data, size_t tile) {  // rows from job.first_row on
 // Prompts (kPreparedRows or more): a tile row's codes, unpacked once for all the rows of the call
 // into signed q - zero, 8 vectors a block, and a ninth: the start of every dot in that block,
 // -128 * sum(q - zero), which takes away what the activations add by being unsigned, xq + 128.
-// The dot is then the exact sum xq (q - zero), so a block costs each row one conversion and one
-// multiply-add in fp32, where tile_rows_vnni needs two multiply-adds (scale and minimum), and no
-// nibbles are unpacked per row: 1.2x tile_rows_vnni at 512 rows, ~1.15x a whole prompt.
+// The dot is then the exact sum xq (q - zero), so a block costs each row a conversion, a multiply
+// and a multiply-add in fp32 (tile_rows_vnni adds one for the minimum, on the same two pipes as
+// vpdpbusd), and no nibbles are unpacked per row: 1.2x tile_rows_vnni at 512 rows.
 constexpr int kPrepared = 9;  // vectors a block
 
 void prepare_tile(const TileRow& weights, int64_t blocks, __m512i* out) {
