@@ -4,7 +4,9 @@ Each block mirrors its equation (Gemma-2 report, transformers' `modeling_gemma2.
     h   = x + post_attn_norm(attention(input_norm(x)))
     out = h + post_ffw_norm(mlp(pre_ffw_norm(h)))
 `GroupQueryAttention` (com.microsoft) applies RoPE (split halves), the score scale, the softcap,
-the causal/sliding mask and a KV cache whose past and present may share one buffer.
+the causal/sliding mask and a KV cache whose past and present may share one buffer; `int4-cpu`
+graphs run gemma-nb's `Attention` (gemma_nb/kernels/attention.cc) with the same inputs and
+attributes.
 
 Fewer, larger kernels for speed (a decode step is ~15 ops a layer, each with a fixed cost):
 q|k|v and gate|up are each one matmul over stacked weights, and each residual Add is fused with
@@ -81,10 +83,11 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str
         k = head_norm(t, k, tensor(f"{p}.k_norm"), f"{p}.k_norm", cfg.num_kv_heads, cfg)
         qkv_inputs = [q, k, v]
     past = [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
+    op_type, domain = pack.attention_op
     out = t.op(
-        "GroupQueryAttention",
+        op_type,
         [*qkv_inputs, *past, seqlens_k, total_len, *rope],
-        domain=MS,
+        domain=domain,
         name=f"{p}.attn",
         output_names=[t.fresh(f"{p}.attn_out"), f"present.{i}.key", f"present.{i}.value"],
         num_heads=cfg.num_heads,

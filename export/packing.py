@@ -31,7 +31,7 @@ __all__ = ["Packing", "packing_for", "table_bits", "DTYPES", "DEFAULT_BLOCK_SIZE
            "DEFAULT_ACCURACY_LEVEL"]
 
 MS = "com.microsoft"
-GEMMA_NB = "gemma_nb"  # the custom ops of gemma_nb/kernels/q4_matmul.cc
+GEMMA_NB = "gemma_nb"  # the custom ops of gemma_nb/kernels/ (q4_matmul.cc, attention.cc)
 DTYPES = ("fp32", "fp16", "int8", "int4", "gguf", "int4-cpu")
 NBITS = {"int4": 4, "int8": 8}  # the block-quantized dtypes and their layers' bits
 DEFAULT_BLOCK_SIZE = 32
@@ -45,6 +45,9 @@ _FLOAT_TYPES = frozenset({GGMLQuantizationType.F32, GGMLQuantizationType.F16,
 
 class Packing:
     """Float weights (fp32, or fp16 on disk cast back to fp32 for CPU activations)."""
+
+    # The attention op (type, domain): onnxruntime's GroupQueryAttention, which every provider runs.
+    attention_op = ("GroupQueryAttention", MS)
 
     def __init__(self, tensor: TensorFn, dtype: str = "fp32"):
         self.tensor = tensor
@@ -137,7 +140,10 @@ class NBitsPacking(Packing):
 
 class TiledPacking(Packing):
     """`--dtype int4-cpu`: the int4 codes and zero points (scales in fp16) in the tiles that
-    gemma-nb's CPU kernel reads in place; the tied table is one copy for Q4Gather and the head."""
+    gemma-nb's CPU kernel reads in place; the tied table is one copy for Q4Gather and the head.
+    Attention runs on the kernel's own op, with GroupQueryAttention's inputs and attributes."""
+
+    attention_op = ("Attention", GEMMA_NB)
 
     def __init__(self, tensor: TensorFn):
         super().__init__(tensor)

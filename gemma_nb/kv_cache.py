@@ -1,4 +1,4 @@
-"""The KV cache: one buffer per layer and kind, shared by GroupQueryAttention's past and present.
+"""The KV cache: one buffer per layer and kind, shared by the attention op's past and present.
 
 Binding the same OrtValue as `past_key_values.i.*` input and `present.i.*` output lets the op
 write each new token's key/value in place: no copy and no allocation per token. The buffers are

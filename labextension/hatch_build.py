@@ -52,9 +52,9 @@ class GemmaNbBuildHook(BuildHookInterface):
         builder = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(builder)  # standard library only: nothing is installed yet
         try:
-            shipped = builder.build(builder.SOURCE.parent)
+            shipped = builder.build(builder.SOURCE_DIR)
         except (builder.KernelBuildError, OSError) as exc:
-            shipped = builder.SOURCE.parent / builder.BUILD_ERROR_FILE
+            shipped = builder.SOURCE_DIR / builder.BUILD_ERROR_FILE
             shipped.write_text(f"{exc}\n")
             self.app.display_warning(f"gemma-nb: the int4-cpu CPU kernel was not built: {exc}")
         if version != "editable":  # the library is git-ignored: include it by name

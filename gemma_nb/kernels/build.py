@@ -1,8 +1,9 @@
-"""Build gemma-nb's CPU kernel library (q4_matmul.cc) with this machine's C++ compiler.
+"""Build gemma-nb's CPU kernel library (q4_matmul.cc, attention.cc) with this machine's C++
+compiler.
 
 Installing gemma-nb builds it (the wheel's build hook); `gemma-nb build-kernel` builds it again,
 for an install made without a compiler or offline. The library's name carries the hash of its
-source, so an edited source never runs with a stale library.
+sources, so an edited source never runs with a stale library.
 
 onnxruntime's C API headers are in no PyPI wheel. Debian's libonnxruntime-dev package has them
 (onnxruntime 1.21.0, C API 21), and the C API is versioned and backward compatible: a library
@@ -25,10 +26,11 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-__all__ = ["SOURCE", "BUILD_ERROR_FILE", "KernelBuildError", "library_name", "library_dirs",
+__all__ = ["SOURCE_DIR", "BUILD_ERROR_FILE", "KernelBuildError", "library_name", "library_dirs",
            "build", "ort_headers"]
 
-SOURCE = Path(__file__).with_name("q4_matmul.cc")
+SOURCE_DIR = Path(__file__).parent
+SOURCES = ("q4_matmul.cc", "attention.cc")  # and attention.h, which both include
 BUILD_ERROR_FILE = "build-error.txt"  # why the install-time build failed, for the runtime's error
 HEADERS_URL = ("http://deb.debian.org/debian/pool/main/o/onnxruntime/"
                "libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb")
@@ -48,14 +50,17 @@ def cache_root() -> Path:
 
 
 def library_name() -> str:
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256()
+    for name in (*SOURCES, "attention.h"):
+        digest.update((SOURCE_DIR / name).read_bytes())
+    digest = digest.hexdigest()[:12]
     return f"libgemma_nb_q4-{digest}.so"
 
 
 def library_dirs() -> list[Path]:
     """Where the library is looked for, in order: beside its source (the install's build), then
     the cache (`gemma-nb build-kernel` where the package folder is read-only)."""
-    return [SOURCE.parent, cache_root() / "kernels"]
+    return [SOURCE_DIR, cache_root() / "kernels"]
 
 
 def _deb_member(deb: bytes, prefix: str) -> bytes:
@@ -121,17 +126,18 @@ def build(out_dir: Path | None = None) -> Path:
     """Compile the library into `out_dir` (default: beside its source if writable, else the
     cache) and return its path. The file appears whole or not at all."""
     if out_dir is None:
-        out_dir = SOURCE.parent if os.access(SOURCE.parent, os.W_OK) else library_dirs()[-1]
+        out_dir = SOURCE_DIR if os.access(SOURCE_DIR, os.W_OK) else library_dirs()[-1]
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / library_name()
     if target.is_file():
         return target
-    command = [compiler(), *FLAGS, f"-I{ort_headers()}", str(SOURCE)]
+    command = [compiler(), *FLAGS, f"-I{ort_headers()}", *(str(SOURCE_DIR / n) for n in SOURCES)]
     with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
         built = Path(scratch) / target.name
         result = subprocess.run([*command, "-o", str(built)], capture_output=True, text=True)
         if result.returncode:
-            raise KernelBuildError(f"{command[0]} failed on {SOURCE.name}:\n{result.stderr[-2000:]}")
+            raise KernelBuildError(f"{command[0]} failed on {', '.join(SOURCES)}:\n"
+                                   f"{result.stderr[-2000:]}")
         os.replace(built, target)
     (out_dir / BUILD_ERROR_FILE).unlink(missing_ok=True)
     for stale in out_dir.glob("libgemma_nb_q4-*.so"):  # built from earlier sources

@@ -44,9 +44,7 @@
 #include <unistd.h>
 #endif
 
-#define ORT_API_MANUAL_INIT
-#include "onnxruntime_cxx_api.h"
-#undef ORT_API_MANUAL_INIT
+#include "attention.h"
 #include "onnxruntime_lite_custom_op.h"
 
 namespace {
@@ -676,13 +674,17 @@ struct GemmaNbDomain {  // made once per process; every session that registers t
       Ort::Custom::CreateLiteCustomOp<Q4MatMul>("Q4MatMul", "CPUExecutionProvider")};
   std::unique_ptr<Ort::Custom::OrtLiteCustomOp> gather{
       Ort::Custom::CreateLiteCustomOp("Q4Gather", "CPUExecutionProvider", Q4Gather)};
+  gemma_nb::AttentionOp attention;
   GemmaNbDomain() {
     domain.Add(matmul.get());
     domain.Add(gather.get());
+    domain.Add(&attention);
   }
 };
 
 }  // namespace
+
+bool gemma_nb::avx512_allowed() { return chosen_isa() >= kAvx512Vnni; }
 
 // The path Q4MatMul takes in a session made now (exact, generic, avx2, avx512-vnni or amx), or nullptr when
 // GEMMA_NB_KERNEL_ISA names none.

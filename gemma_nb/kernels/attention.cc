@@ -1,0 +1,438 @@
+// gemma-nb's attention op for `--dtype int4-cpu` folders: Attention, domain gemma_nb.
+//
+// The inputs, outputs and attributes of onnxruntime's com.microsoft GroupQueryAttention as
+// gemma-nb's exporter uses it (rotary on, not interleaved; q, k and v packed in the first input
+// or given apart; past and present sharing one buffer through IOBinding), so the exporter swaps
+// one for the other. onnxruntime's CPU kernel multiplies every query row with the whole key
+// rectangle, masked half included, and calls tanhf for every score under a soft cap; at 512
+// tokens of context one decode step of Gemma 3 270M spent ~45 us a layer in it. This op takes
+// each query row with only the keys it may see (causal, sliding window), in fp32 throughout.
+//
+// Attention(query, key?, value?, past_key, past_value, seqlens_k int32 [B], total_sequence_length
+//           int32 [], cos_cache [P, D/2], sin_cache [P, D/2]) -> output, present_key, present_value
+//
+// As GroupQueryAttention does:
+// - a run whose S new tokens make up the whole total_sequence_length is a first prompt: every
+//   row starts at position 0 (rows shorter than S are padding at the end, seqlens_k[b] + 1 long);
+//   any other run continues each row after its seqlens_k[b] + 1 - S cached tokens;
+// - the S new keys and values go to those positions of present (all S, padding too);
+// - a query at position p sees keys p - local_window_size + 1 .. p (from 0), or all up to p with
+//   local_window_size -1;
+// - scores are scale * q.k, then softcap * tanh(score / softcap) where softcap > 0.
+#include "attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace gemma_nb {
+namespace {
+
+// The arithmetic on one query row: the scores of n keys, the soft cap, the softmax, the weighted
+// sum of values. Two forms: AVX-512 where the session may use it (avx512_allowed), plain C++
+// otherwise.
+struct RowMath {
+  void (*scores)(const float* q, const float* keys, int64_t n, int64_t d, float* out);
+  void (*softcap)(float* scores, int64_t n, float cap);
+  void (*softmax)(float* scores, int64_t n);
+  void (*weighted_sum)(const float* p, const float* values, int64_t n, int64_t d, float* out);
+  // The same for `queries` rows at once (q and out [queries][d], p and scores [queries][n]),
+  // so that each key and value row is read once for all of them.
+  void (*block_scores)(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out);
+  void (*block_weighted_sum)(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out);
+};
+
+void scores_plain(const float* q, const float* keys, int64_t n, int64_t d, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    float s = 0.f;
+    for (int64_t i = 0; i < d; ++i) s += q[i] * keys[j * d + i];
+    out[j] = s;
+  }
+}
+
+void softcap_plain(float* scores, int64_t n, float cap) {
+  for (int64_t j = 0; j < n; ++j) scores[j] = cap * std::tanh(scores[j] / cap);
+}
+
+void softmax_plain(float* scores, int64_t n) {
+  const float top = *std::max_element(scores, scores + n);
+  float sum = 0.f;
+  for (int64_t j = 0; j < n; ++j) sum += scores[j] = std::exp(scores[j] - top);
+  for (int64_t j = 0; j < n; ++j) scores[j] /= sum;
+}
+
+void weighted_sum_plain(const float* p, const float* values, int64_t n, int64_t d, float* out) {
+  std::fill(out, out + d, 0.f);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t i = 0; i < d; ++i) out[i] += p[j] * values[j * d + i];
+  }
+}
+
+void block_scores_plain(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out) {
+  for (int64_t r = 0; r < queries; ++r) scores_plain(q + r * d, keys, n, d, out + r * n);
+}
+
+void block_weighted_sum_plain(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out) {
+  for (int64_t r = 0; r < queries; ++r) weighted_sum_plain(p + r * n, values, n, d, out + r * d);
+}
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,fma")
+
+// exp on 16 lanes: 2^(x log2 e) as 2^n * 2^f, |f| <= 1/2, 2^f by its Taylor series to degree 7
+// (relative error under 1e-8 before rounding).
+__m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.f)), _mm512_set1_ps(-87.f));
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.693147180559945309f));
+  __m512 p = _mm512_set1_ps(1.f / 5040.f);
+  for (const float c : {1.f / 720.f, 1.f / 120.f, 1.f / 24.f, 1.f / 6.f, 0.5f, 1.f, 1.f}) {
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+  }
+  return _mm512_scalef_ps(p, n);
+}
+
+// Four keys at a time, two accumulators each: a lone dot's chain of multiply-adds would wait on
+// their latency.
+void scores_avx512(const float* q, const float* keys, int64_t n, int64_t d, float* out) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    __m512 acc[4][2];
+    for (auto& a : acc) a[0] = a[1] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= d; i += 32) {
+      const __m512 q0 = _mm512_loadu_ps(q + i), q1 = _mm512_loadu_ps(q + i + 16);
+      for (int r = 0; r < 4; ++r) {
+        const float* k = keys + (j + r) * d + i;
+        acc[r][0] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(k), acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(k + 16), acc[r][1]);
+      }
+    }
+    for (; i < d; i += 16) {
+      const __m512 q0 = _mm512_loadu_ps(q + i);
+      for (int r = 0; r < 4; ++r) acc[r][0] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(keys + (j + r) * d + i), acc[r][0]);
+    }
+    for (int r = 0; r < 4; ++r) out[j + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+  }
+  for (; j < n; ++j) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(keys + j * d + i), acc);
+    out[j] = _mm512_reduce_add_ps(acc);
+  }
+}
+
+void softcap_avx512(float* scores, int64_t n, float cap) {  // cap * tanh(s / cap), tanh(u) = 1 - 2 / (e^2u + 1)
+  const __m512 two_over_cap = _mm512_set1_ps(2.f / cap), vcap = _mm512_set1_ps(cap), one = _mm512_set1_ps(1.f);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 s = _mm512_maskz_loadu_ps(lanes, scores + j);
+    const __m512 e = exp16(_mm512_mul_ps(s, two_over_cap));
+    const __m512 tanh = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(e, one)));
+    _mm512_mask_storeu_ps(scores + j, lanes, _mm512_mul_ps(vcap, tanh));
+  }
+}
+
+void softmax_avx512(float* scores, int64_t n) {
+  __m512 top = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    top = _mm512_mask_max_ps(top, lanes, top, _mm512_maskz_loadu_ps(lanes, scores + j));
+  }
+  const __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(lanes, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, scores + j), max)));
+    sum = _mm512_add_ps(sum, e);
+    _mm512_mask_storeu_ps(scores + j, lanes, e);
+  }
+  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    _mm512_mask_storeu_ps(scores + j, lanes, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, scores + j), inv));
+  }
+}
+
+void weighted_sum_avx512(const float* p, const float* values, int64_t n, int64_t d, float* out) {
+  constexpr int kChunk = 16;  // accumulators: 256 outputs in registers at a time
+  for (int64_t i0 = 0; i0 < d; i0 += 16 * kChunk) {
+    const int c = static_cast<int>(std::min<int64_t>(kChunk, (d - i0) / 16));
+    __m512 acc[kChunk];
+    for (int c2 = 0; c2 < kChunk; ++c2) acc[c2] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; ++j) {
+      const __m512 w = _mm512_set1_ps(p[j]);
+      const float* v = values + j * d + i0;
+      for (int c2 = 0; c2 < kChunk; ++c2) {
+        if (c2 < c) acc[c2] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16 * c2), acc[c2]);
+      }
+    }
+    for (int c2 = 0; c2 < c; ++c2) _mm512_storeu_ps(out + i0 + 16 * c2, acc[c2]);
+  }
+}
+
+// QR queries x KR keys of dot products, from query qi and key j.
+template <int QR, int KR>
+void dots(const float* q, const float* keys, int64_t n, int64_t d, float* out, int64_t qi, int64_t j) {
+  __m512 acc[QR][KR];
+  for (auto& row : acc) {
+    for (auto& a : row) a = _mm512_setzero_ps();
+  }
+  for (int64_t i = 0; i < d; i += 16) {
+    __m512 k[KR];
+    for (int kr = 0; kr < KR; ++kr) k[kr] = _mm512_loadu_ps(keys + (j + kr) * d + i);
+    for (int qr = 0; qr < QR; ++qr) {
+      const __m512 x = _mm512_loadu_ps(q + (qi + qr) * d + i);
+      for (int kr = 0; kr < KR; ++kr) acc[qr][kr] = _mm512_fmadd_ps(x, k[kr], acc[qr][kr]);
+    }
+  }
+  for (int qr = 0; qr < QR; ++qr) {
+    for (int kr = 0; kr < KR; ++kr) out[(qi + qr) * n + j + kr] = _mm512_reduce_add_ps(acc[qr][kr]);
+  }
+}
+
+void block_scores_avx512(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out) {
+  int64_t qi = 0;
+  for (; qi + 4 <= queries; qi += 4) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) dots<4, 4>(q, keys, n, d, out, qi, j);
+    for (; j < n; ++j) dots<4, 1>(q, keys, n, d, out, qi, j);
+  }
+  for (; qi < queries; ++qi) scores_avx512(q + qi * d, keys, n, d, out + qi * n);
+}
+
+// QR queries x C vectors of 16 outputs, from query qi and output column i.
+template <int QR, int C>
+void weighted(const float* p, const float* values, int64_t n, int64_t d, float* out, int64_t qi, int64_t i) {
+  __m512 acc[QR][C];
+  for (auto& row : acc) {
+    for (auto& a : row) a = _mm512_setzero_ps();
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    __m512 v[C];
+    for (int c = 0; c < C; ++c) v[c] = _mm512_loadu_ps(values + j * d + i + 16 * c);
+    for (int qr = 0; qr < QR; ++qr) {
+      const __m512 w = _mm512_set1_ps(p[(qi + qr) * n + j]);
+      for (int c = 0; c < C; ++c) acc[qr][c] = _mm512_fmadd_ps(w, v[c], acc[qr][c]);
+    }
+  }
+  for (int qr = 0; qr < QR; ++qr) {
+    for (int c = 0; c < C; ++c) _mm512_storeu_ps(out + (qi + qr) * d + i + 16 * c, acc[qr][c]);
+  }
+}
+
+void block_weighted_sum_avx512(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out) {
+  int64_t qi = 0;
+  for (; qi + 8 <= queries; qi += 8) {
+    int64_t i = 0;
+    for (; i + 32 <= d; i += 32) weighted<8, 2>(p, values, n, d, out, qi, i);
+    for (; i < d; i += 16) weighted<8, 1>(p, values, n, d, out, qi, i);
+  }
+  for (; qi < queries; ++qi) weighted_sum_avx512(p + qi * n, values, n, d, out + qi * d);
+}
+
+#pragma GCC pop_options
+#endif
+
+RowMath row_math(int64_t head_size, bool avx512) {
+#if defined(__x86_64__)
+  if (avx512 && head_size % 16 == 0) {
+    return {scores_avx512, softcap_avx512, softmax_avx512, weighted_sum_avx512, block_scores_avx512,
+            block_weighted_sum_avx512};
+  }
+#endif
+  return {scores_plain, softcap_plain, softmax_plain, weighted_sum_plain, block_scores_plain, block_weighted_sum_plain};
+}
+
+// Prompt rows a task takes, with all the query heads of one cache head (attend_block).
+constexpr int64_t kBlockRows = 4;
+
+[[noreturn]] void fail(const std::string& why) { ORT_CXX_API_THROW("Attention: " + why, ORT_INVALID_ARGUMENT); }
+
+struct Shapes {
+  int64_t batch, seq, heads, kv_heads, head_size, capacity, present_len, rotary_rows;
+  bool packed;
+};
+
+struct Job {
+  const Shapes* s;
+  const RowMath* math;
+  const float *q, *k, *v, *cos, *sin;  // q/k/v: [B, S, width] rows, `*_width` floats apart
+  int64_t q_width, kv_width, k_offset, v_offset;
+  const int32_t* seqlens;
+  bool first_prompt;
+  float scale, softcap;
+  int64_t window;
+  float *present_k, *present_v, *out;
+
+  int64_t start(int64_t b) const {  // position of row b's first new token
+    return first_prompt ? 0 : seqlens[b] + 1 - s->seq;
+  }
+  // x rotated to `position` (GroupQueryAttention's non-interleaved rotary: halves x1, x2).
+  void rotate(const float* x, int64_t position, float factor, float* y) const {
+    const int64_t half = s->head_size / 2;
+    const float *c = cos + position * half, *sn = sin + position * half;
+    for (int64_t i = 0; i < half; ++i) {
+      y[i] = (x[i] * c[i] - x[i + half] * sn[i]) * factor;
+      y[i + half] = (x[i + half] * c[i] + x[i] * sn[i]) * factor;
+    }
+  }
+  int64_t last_key(int64_t b, int64_t t) const {  // padding rows see the row's own tokens
+    return std::min<int64_t>(start(b) + t, seqlens[b]);
+  }
+  int64_t first_key(int64_t b, int64_t t) const {
+    return window > 0 ? std::max<int64_t>(0, last_key(b, t) - window + 1) : 0;
+  }
+  void probabilities(float* scores, int64_t n) const {  // the soft cap, then softmax
+    if (softcap > 0.f) math->softcap(scores, n, softcap);
+    math->softmax(scores, n);
+  }
+  float* cache_row(float* cache, int64_t b, int64_t g, int64_t position) const {
+    return cache + ((b * s->kv_heads + g) * s->present_len + position) * s->head_size;
+  }
+};
+
+// The new keys (rotated) and values into present, one task per row b and cache head g.
+void store_new(void* data, size_t task) {
+  const Job& job = *static_cast<const Job*>(data);
+  const Shapes& s = *job.s;
+  const int64_t b = static_cast<int64_t>(task) / s.kv_heads, g = static_cast<int64_t>(task) % s.kv_heads;
+  for (int64_t t = 0; t < s.seq; ++t) {
+    const int64_t row = b * s.seq + t, position = job.start(b) + t;
+    job.rotate(job.k + row * job.kv_width + job.k_offset + g * s.head_size, position, 1.f,
+               job.cache_row(job.present_k, b, g, position));
+    std::memcpy(job.cache_row(job.present_v, b, g, position), job.v + row * job.kv_width + job.v_offset + g * s.head_size,
+                s.head_size * sizeof(float));
+  }
+}
+
+// One query row of one head, a decode step's work: task = (b * S + t) * heads + h.
+void attend(void* data, size_t task) {
+  const Job& job = *static_cast<const Job*>(data);
+  const Shapes& s = *job.s;
+  const int64_t h = static_cast<int64_t>(task) % s.heads, row = static_cast<int64_t>(task) / s.heads;
+  const int64_t b = row / s.seq, t = row % s.seq, g = h / (s.heads / s.kv_heads);
+  const int64_t first = job.first_key(b, t), n = job.last_key(b, t) - first + 1;
+  thread_local std::vector<float> q, scores;
+  q.resize(s.head_size);
+  scores.resize(n);
+  job.rotate(job.q + row * job.q_width + h * s.head_size, job.start(b) + t, job.scale, q.data());
+  job.math->scores(q.data(), job.cache_row(job.present_k, b, g, first), n, s.head_size, scores.data());
+  job.probabilities(scores.data(), n);
+  job.math->weighted_sum(scores.data(), job.cache_row(job.present_v, b, g, first), n, s.head_size,
+                         job.out + row * s.heads * s.head_size + h * s.head_size);
+}
+
+// A prompt's rows t0 .. t0 + kBlockRows - 1 with all the query heads of cache head g, the keys
+// and values those rows see read once for all of them: task = (b * kv_heads + g) * blocks + block.
+void attend_block(void* data, size_t task) {
+  const Job& job = *static_cast<const Job*>(data);
+  const Shapes& s = *job.s;
+  const int64_t blocks = (s.seq + kBlockRows - 1) / kBlockRows, group = s.heads / s.kv_heads, d = s.head_size;
+  const int64_t bg = static_cast<int64_t>(task) / blocks, t0 = static_cast<int64_t>(task) % blocks * kBlockRows;
+  const int64_t b = bg / s.kv_heads, g = bg % s.kv_heads, rows = std::min(kBlockRows, s.seq - t0);
+  const int64_t first = job.first_key(b, t0), n = job.last_key(b, t0 + rows - 1) - first + 1, queries = rows * group;
+  thread_local std::vector<float> q, scores, out;
+  q.resize(queries * d);
+  scores.resize(queries * n);
+  out.resize(queries * d);
+  for (int64_t r = 0; r < queries; ++r) {  // query r: row t0 + r / group, head g * group + r % group
+    const int64_t t = t0 + r / group, h = g * group + r % group;
+    job.rotate(job.q + (b * s.seq + t) * job.q_width + h * d, job.start(b) + t, job.scale, q.data() + r * d);
+  }
+  job.math->block_scores(q.data(), queries, job.cache_row(job.present_k, b, g, first), n, d, scores.data());
+  for (int64_t r = 0; r < queries; ++r) {  // each row's own keys; the others weigh 0
+    const int64_t t = t0 + r / group, from = job.first_key(b, t) - first, to = job.last_key(b, t) - first + 1;
+    float* row = scores.data() + r * n;
+    job.probabilities(row + from, to - from);
+    std::fill(row, row + from, 0.f);
+    std::fill(row + to, row + n, 0.f);
+  }
+  job.math->block_weighted_sum(scores.data(), queries, job.cache_row(job.present_v, b, g, first), n, d, out.data());
+  for (int64_t r = 0; r < queries; ++r) {
+    const int64_t t = t0 + r / group, h = g * group + r % group;
+    std::copy(out.data() + r * d, out.data() + (r + 1) * d, job.out + ((b * s.seq + t) * s.heads + h) * d);
+  }
+}
+
+}  // namespace
+
+AttentionKernel::AttentionKernel(const OrtApi&, const OrtKernelInfo* info) {
+  Ort::ConstKernelInfo attrs(info);
+  heads_ = attrs.GetAttribute<int64_t>("num_heads");
+  kv_heads_ = attrs.GetAttribute<int64_t>("kv_num_heads");
+  scale_ = attrs.GetAttribute<float>("scale");
+  softcap_ = attrs.GetAttribute<float>("softcap");
+  window_ = attrs.GetAttribute<int64_t>("local_window_size");
+  if (attrs.GetAttribute<int64_t>("do_rotary") != 1 || attrs.GetAttribute<int64_t>("rotary_interleaved") != 0) {
+    fail("only do_rotary=1 with rotary_interleaved=0 is implemented");
+  }
+  if (heads_ <= 0 || kv_heads_ <= 0 || heads_ % kv_heads_) fail("num_heads must be a multiple of kv_num_heads");
+  avx512_ = avx512_allowed();
+}
+
+void AttentionKernel::Compute(OrtKernelContext* context) {
+  Ort::KernelContext ctx(context);
+  const Ort::ConstValue query = ctx.GetInput(0), key = ctx.GetInput(1), value = ctx.GetInput(2);
+  const Ort::ConstValue past_k = ctx.GetInput(3), past_v = ctx.GetInput(4), seqlens = ctx.GetInput(5);
+  const Ort::ConstValue total = ctx.GetInput(6), cos = ctx.GetInput(7), sin = ctx.GetInput(8);
+  const std::vector<int64_t> q_shape = query.GetTensorTypeAndShapeInfo().GetShape();
+  const std::vector<int64_t> past_shape = past_k.GetTensorTypeAndShapeInfo().GetShape();
+  const std::vector<int64_t> cos_shape = cos.GetTensorTypeAndShapeInfo().GetShape();
+  if (q_shape.size() != 3 || past_shape.size() != 4) fail("query must be [B, S, width] and past_key [B, kv_heads, capacity, D]");
+  Shapes s{q_shape[0], q_shape[1], heads_, kv_heads_, past_shape[3], past_shape[2], 0, cos_shape.empty() ? 0 : cos_shape[0],
+           static_cast<const OrtValue*>(key) == nullptr};
+  const int64_t total_len = *total.GetTensorData<int32_t>();
+  if (past_shape[0] != s.batch || past_shape[1] != s.kv_heads || cos_shape.size() != 2 || cos_shape[1] * 2 != s.head_size) {
+    fail("past_key and cos_cache do not match the query's batch, kv_num_heads and head size");
+  }
+  const int64_t kv_width = (s.packed ? s.heads + 2 * s.kv_heads : s.kv_heads) * s.head_size;
+  const int64_t q_width = s.packed ? kv_width : s.heads * s.head_size;
+  if (q_shape[2] != q_width) fail("the query's last dimension does not match num_heads and the cache's head size");
+  s.present_len = std::max(s.capacity, total_len);
+  const int32_t* lengths = seqlens.GetTensorData<int32_t>();
+  const bool first_prompt = s.seq == total_len;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const int64_t start = first_prompt ? 0 : lengths[b] + 1 - s.seq;
+    if (lengths[b] + 1 > total_len || start < 0 || start + s.seq > s.present_len || start + s.seq > s.rotary_rows) {
+      fail("seqlens_k[" + std::to_string(b) + "] = " + std::to_string(lengths[b]) + " does not fit " +
+           std::to_string(s.seq) + " new tokens, the cache and the rotary tables");
+    }
+  }
+  const std::vector<int64_t> present_shape{s.batch, s.kv_heads, s.present_len, s.head_size};
+  Ort::UnownedValue out = ctx.GetOutput(0, std::vector<int64_t>{s.batch, s.seq, s.heads * s.head_size});
+  Ort::UnownedValue present_k = ctx.GetOutput(1, present_shape), present_v = ctx.GetOutput(2, present_shape);
+  float* pk = present_k.GetTensorMutableData<float>();
+  float* pv = present_v.GetTensorMutableData<float>();
+  const float* old_k = past_k.GetTensorData<float>();
+  const float* old_v = past_v.GetTensorData<float>();
+  if (pk != old_k || pv != old_v) {  // not one buffer: what the past holds comes along (rows may widen)
+    for (int64_t bg = 0; bg < s.batch * s.kv_heads; ++bg) {
+      const size_t bytes = s.capacity * s.head_size * sizeof(float);
+      std::memcpy(pk + bg * s.present_len * s.head_size, old_k + bg * s.capacity * s.head_size, bytes);
+      std::memcpy(pv + bg * s.present_len * s.head_size, old_v + bg * s.capacity * s.head_size, bytes);
+    }
+  }
+  const float* q = query.GetTensorData<float>();
+  const RowMath math = row_math(s.head_size, avx512_);
+  Job job{&s, &math, q, s.packed ? q : key.GetTensorData<float>(), s.packed ? q : value.GetTensorData<float>(),
+          cos.GetTensorData<float>(), sin.GetTensorData<float>(), q_width, kv_width,
+          s.packed ? s.heads * s.head_size : 0, s.packed ? (s.heads + s.kv_heads) * s.head_size : 0,
+          lengths, first_prompt, scale_, softcap_, window_, pk, pv, out.GetTensorMutableData<float>()};
+  ctx.ParallelFor(store_new, static_cast<size_t>(s.batch * s.kv_heads), 0, &job);
+  if (s.seq == 1) {
+    ctx.ParallelFor(attend, static_cast<size_t>(s.batch * s.heads), 0, &job);
+  } else {
+    const int64_t blocks = (s.seq + kBlockRows - 1) / kBlockRows;
+    ctx.ParallelFor(attend_block, static_cast<size_t>(s.batch * s.kv_heads * blocks), 0, &job);
+  }
+}
+
+}  // namespace gemma_nb

@@ -1,0 +1,40 @@
+// The Attention op (attention.cc), registered beside Q4MatMul and Q4Gather in domain gemma_nb.
+#pragma once
+
+#define ORT_API_MANUAL_INIT
+#include "onnxruntime_cxx_api.h"
+#undef ORT_API_MANUAL_INIT
+
+namespace gemma_nb {
+
+// Whether a session made now may take AVX-512 paths: the CPU has AVX-512 VNNI and
+// GEMMA_NB_KERNEL_ISA does not cap below it (q4_matmul.cc).
+bool avx512_allowed();
+
+class AttentionKernel {
+ public:
+  AttentionKernel(const OrtApi& api, const OrtKernelInfo* info);
+  void Compute(OrtKernelContext* context);
+
+ private:
+  int64_t heads_, kv_heads_, window_;
+  float scale_, softcap_;
+  bool avx512_;
+};
+
+struct AttentionOp : Ort::CustomOpBase<AttentionOp, AttentionKernel> {
+  void* CreateKernel(const OrtApi& api, const OrtKernelInfo* info) const { return new AttentionKernel(api, info); }
+  const char* GetName() const { return "Attention"; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 9; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 5 || i == 6 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {  // key, value: absent when packed
+    return i == 1 || i == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+  size_t GetOutputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
+}  // namespace gemma_nb

@@ -1,0 +1,134 @@
+"""gemma-nb's Attention op (gemma_nb/kernels/attention.cc) against onnxruntime's own
+GroupQueryAttention, the op it stands in for: same inputs, same attributes, a padded batch's
+first prompt, a continued chunk and decode steps, with past and present sharing one buffer (as
+gemma_nb.KVCache binds them) and without."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from gemma_nb.session import create_session
+
+CAPACITY, POSITIONS = 24, 32
+
+
+def attention_model(domain: str, heads: int, kv_heads: int, packed: bool, **attrs):
+    op = "Attention" if domain == "gemma_nb" else "GroupQueryAttention"
+    inputs = ["query", "" if packed else "key", "" if packed else "value", "past_key", "past_value",
+              "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache"]
+    node = helper.make_node(op, inputs, ["output", "present_key", "present_value"], domain=domain,
+                            num_heads=heads, kv_num_heads=kv_heads, do_rotary=1,
+                            rotary_interleaved=0, **attrs)
+    f32 = TensorProto.FLOAT
+    graph_inputs = [helper.make_tensor_value_info(n, f32, None)
+                    for n in ("query", "past_key", "past_value", "cos_cache", "sin_cache")]
+    graph_inputs += [helper.make_tensor_value_info(n, TensorProto.INT32, None)
+                     for n in ("seqlens_k", "total_sequence_length")]
+    if not packed:
+        graph_inputs += [helper.make_tensor_value_info(n, f32, None) for n in ("key", "value")]
+    outputs = [helper.make_tensor_value_info(n, f32, None)
+               for n in ("output", "present_key", "present_value")]
+    graph = helper.make_graph([node], "attention", graph_inputs, outputs)
+    return helper.make_model(graph, ir_version=10, opset_imports=[
+        helper.make_opsetid("", 21), helper.make_opsetid(domain, 1)])
+
+
+def session(tmp_path, domain, **kwargs):
+    path = tmp_path / f"{domain}.onnx"
+    path.write_bytes(attention_model(domain, **kwargs).SerializeToString())
+    return create_session(path, threads=2, kernel=domain == "gemma_nb")
+
+
+def rope(head_size: int):
+    angles = np.outer(np.arange(POSITIONS), 1.0 / 10000 ** (np.arange(0, head_size, 2) / head_size))
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def steps(rng, batch, width):
+    """(new tokens, total length of each row after them): a first prompt of 7 (a second row 5
+    long, padded), a chunk of 3 (one row: GroupQueryAttention takes no batch there), then three
+    decode steps."""
+    lengths = np.array([7, 5][:batch])
+    yield rng.standard_normal((batch, 7, width)).astype(np.float32), lengths
+    for new in ((3,) if batch == 1 else ()) + (1, 1, 1):
+        lengths = lengths + new
+        yield rng.standard_normal((batch, new, width)).astype(np.float32), lengths
+
+
+def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch):
+    """Outputs of each step (rows' valid tokens only) and the final caches."""
+    rng = np.random.default_rng(head_size + heads)
+    cos, sin = rope(head_size)
+    q_width, kv_width = heads * head_size, kv_heads * head_size
+    width = q_width + 2 * kv_width if packed else q_width
+    cache = {n: np.zeros((batch, kv_heads, CAPACITY if shared else 0, head_size), np.float32)
+             for n in ("key", "value")}
+    values = {n: ort.OrtValue.ortvalue_from_numpy(a) for n, a in cache.items()}
+    outputs = []
+    for new, lengths in steps(rng, batch, width):
+        feeds = {"query": new, "seqlens_k": (lengths - 1).astype(np.int32),
+                 "total_sequence_length": np.array(lengths.max(), np.int32),
+                 "cos_cache": cos, "sin_cache": sin}
+        if not packed:
+            feeds["key"] = rng.standard_normal((batch, new.shape[1], kv_width)).astype(np.float32)
+            feeds["value"] = rng.standard_normal((batch, new.shape[1], kv_width)).astype(np.float32)
+        if shared:
+            binding = sess.io_binding()
+            binding.bind_output("output")  # first: copy_outputs_to_cpu() keeps the binding order
+            for name, array in feeds.items():
+                binding.bind_cpu_input(name, array)
+            for n in ("key", "value"):
+                binding.bind_ortvalue_input(f"past_{n}", values[n])
+                binding.bind_ortvalue_output(f"present_{n}", values[n])
+            sess.run_with_iobinding(binding)
+            out = binding.copy_outputs_to_cpu()[0]
+        else:
+            out, cache["key"], cache["value"] = sess.run(
+                None, {**feeds, "past_key": cache["key"], "past_value": cache["value"]})
+        valid = new.shape[1] - (lengths.max() - lengths) if new.shape[1] == lengths.max() else \
+            np.full(batch, new.shape[1])
+        outputs.append([out[b, :valid[b]] for b in range(batch)])
+    return outputs, {n: a.copy() for n, a in cache.items()}, lengths  # bound: written in place
+
+
+@pytest.mark.parametrize("heads,kv_heads,head_size", [(4, 1, 256), (8, 4, 16), (2, 2, 48)])
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("attrs", [{}, {"softcap": 50.0}, {"local_window_size": 4}],
+                         ids=["plain", "softcap", "window"])
+@pytest.mark.parametrize("shared", [True, False], ids=["in-place", "copied"])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("isa", ["avx512-vnni", "generic"])
+def test_attention_matches_group_query_attention(tmp_path, monkeypatch, heads, kv_heads,
+                                                 head_size, packed, attrs, shared, batch, isa):
+    """AVX-512 where the CPU has it, and the plain C++ form (which GEMMA_NB_KERNEL_ISA=generic
+    picks) on any CPU."""
+    monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
+    attrs = {"scale": head_size ** -0.5, "softcap": 0.0, "local_window_size": -1, **attrs}
+    kw = dict(heads=heads, kv_heads=kv_heads, packed=packed, **attrs)
+    ours = run_steps(session(tmp_path, "gemma_nb", **kw), heads, kv_heads, head_size, packed,
+                     shared, batch)
+    theirs = run_steps(session(tmp_path, "com.microsoft", **kw), heads, kv_heads, head_size,
+                       packed, shared, batch)
+    for step, (mine, ref) in enumerate(zip(ours[0], theirs[0])):
+        for b, (x, y) in enumerate(zip(mine, ref)):
+            np.testing.assert_allclose(x, y, atol=2e-5 * np.abs(y).max(), rtol=0,
+                                       err_msg=f"step {step}, row {b}")
+    for n in ("key", "value"):
+        for b, length in enumerate(ours[2]):
+            np.testing.assert_allclose(ours[1][n][b, :, :length], theirs[1][n][b, :, :length],
+                                       atol=1e-6, rtol=1e-6, err_msg=n)
+
+
+def test_a_row_that_does_not_fit_the_cache_fails_the_run_not_the_process(tmp_path):
+    sess = session(tmp_path, "gemma_nb", heads=2, kv_heads=1, packed=True, scale=0.25,
+                   softcap=0.0, local_window_size=-1)
+    cos, sin = rope(16)
+    feeds = {"query": np.zeros((1, 1, 64), np.float32), "seqlens_k": np.array([40], np.int32),
+             "total_sequence_length": np.array(41, np.int32), "cos_cache": cos,
+             "sin_cache": sin, "past_key": np.zeros((1, 1, 8, 16), np.float32),
+             "past_value": np.zeros((1, 1, 8, 16), np.float32)}
+    with pytest.raises(Exception, match="seqlens_k"):
+        sess.run(None, feeds)
