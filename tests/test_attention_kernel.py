@@ -100,11 +100,11 @@ def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch):
                          ids=["plain", "softcap", "window"])
 @pytest.mark.parametrize("shared", [True, False], ids=["in-place", "copied"])
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("isa", ["avx512-vnni", "generic"])
+@pytest.mark.parametrize("isa", ["avx512-vnni", "avx2", "generic"])
 def test_attention_matches_group_query_attention(tmp_path, monkeypatch, heads, kv_heads,
                                                  head_size, packed, attrs, shared, batch, isa):
-    """AVX-512 where the CPU has it, and the plain C++ form (which GEMMA_NB_KERNEL_ISA=generic
-    picks) on any CPU."""
+    """Each form the CPU has: AVX-512, AVX2 and the compiler's baseline (GEMMA_NB_KERNEL_ISA
+    caps the choice)."""
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
     attrs = {"scale": head_size ** -0.5, "softcap": 0.0, "local_window_size": -1, **attrs}
     kw = dict(heads=heads, kv_heads=kv_heads, packed=packed, **attrs)

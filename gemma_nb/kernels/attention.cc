@@ -35,8 +35,8 @@ namespace gemma_nb {
 namespace {
 
 // The arithmetic on one query row: the scores of n keys, the soft cap, the softmax, the weighted
-// sum of values. Two forms: AVX-512 where the session may use it (avx512_allowed), plain C++
-// otherwise.
+// sum of values. Three forms, by what the session may use (session_vector_width): AVX-512
+// intrinsics below, and attention_math.inc's 8-float vectors on AVX2 or the baseline.
 struct RowMath {
   void (*scores)(const float* q, const float* keys, int64_t n, int64_t d, float* out);
   void (*softcap)(float* scores, int64_t n, float cap);
@@ -48,41 +48,18 @@ struct RowMath {
   void (*block_weighted_sum)(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out);
 };
 
-void scores_plain(const float* q, const float* keys, int64_t n, int64_t d, float* out) {
-  for (int64_t j = 0; j < n; ++j) {
-    float s = 0.f;
-    for (int64_t i = 0; i < d; ++i) s += q[i] * keys[j * d + i];
-    out[j] = s;
-  }
-}
-
-void softcap_plain(float* scores, int64_t n, float cap) {
-  for (int64_t j = 0; j < n; ++j) scores[j] = cap * std::tanh(scores[j] / cap);
-}
-
-void softmax_plain(float* scores, int64_t n) {
-  const float top = *std::max_element(scores, scores + n);
-  float sum = 0.f;
-  for (int64_t j = 0; j < n; ++j) sum += scores[j] = std::exp(scores[j] - top);
-  for (int64_t j = 0; j < n; ++j) scores[j] /= sum;
-}
-
-void weighted_sum_plain(const float* p, const float* values, int64_t n, int64_t d, float* out) {
-  std::fill(out, out + d, 0.f);
-  for (int64_t j = 0; j < n; ++j) {
-    for (int64_t i = 0; i < d; ++i) out[i] += p[j] * values[j * d + i];
-  }
-}
-
-void block_scores_plain(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out) {
-  for (int64_t r = 0; r < queries; ++r) scores_plain(q + r * d, keys, n, d, out + r * n);
-}
-
-void block_weighted_sum_plain(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out) {
-  for (int64_t r = 0; r < queries; ++r) weighted_sum_plain(p + r * n, values, n, d, out + r * d);
-}
+namespace portable {
+#include "attention_math.inc"
+}  // namespace portable
 
 #if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+#include "attention_math.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq,fma")
 
@@ -241,14 +218,15 @@ void block_weighted_sum_avx512(const float* p, int64_t queries, const float* val
 #pragma GCC pop_options
 #endif
 
-RowMath row_math(int64_t head_size, bool avx512) {
+RowMath row_math(int64_t head_size, int width) {
 #if defined(__x86_64__)
-  if (avx512 && head_size % 16 == 0) {
+  if (width >= 16 && head_size % 16 == 0) {
     return {scores_avx512, softcap_avx512, softmax_avx512, weighted_sum_avx512, block_scores_avx512,
             block_weighted_sum_avx512};
   }
+  if (width >= 8) return avx2::kMath;
 #endif
-  return {scores_plain, softcap_plain, softmax_plain, weighted_sum_plain, block_scores_plain, block_weighted_sum_plain};
+  return portable::kMath;
 }
 
 // Prompt rows a task takes, with all the query heads of one cache head (attend_block).
@@ -375,7 +353,7 @@ AttentionKernel::AttentionKernel(const OrtApi&, const OrtKernelInfo* info) {
     fail("only do_rotary=1 with rotary_interleaved=0 is implemented");
   }
   if (heads_ <= 0 || kv_heads_ <= 0 || heads_ % kv_heads_) fail("num_heads must be a multiple of kv_num_heads");
-  avx512_ = avx512_allowed();
+  width_ = session_vector_width();
 }
 
 void AttentionKernel::Compute(OrtKernelContext* context) {
@@ -396,6 +374,7 @@ void AttentionKernel::Compute(OrtKernelContext* context) {
   const int64_t kv_width = (s.packed ? s.heads + 2 * s.kv_heads : s.kv_heads) * s.head_size;
   const int64_t q_width = s.packed ? kv_width : s.heads * s.head_size;
   if (q_shape[2] != q_width) fail("the query's last dimension does not match num_heads and the cache's head size");
+  if (s.head_size % 8) fail("the head size must be a multiple of 8");
   s.present_len = std::max(s.capacity, total_len);
   const int32_t* lengths = seqlens.GetTensorData<int32_t>();
   const bool first_prompt = s.seq == total_len;
@@ -421,7 +400,7 @@ void AttentionKernel::Compute(OrtKernelContext* context) {
     }
   }
   const float* q = query.GetTensorData<float>();
-  const RowMath math = row_math(s.head_size, avx512_);
+  const RowMath math = row_math(s.head_size, width_);
   Job job{&s, &math, q, s.packed ? q : key.GetTensorData<float>(), s.packed ? q : value.GetTensorData<float>(),
           cos.GetTensorData<float>(), sin.GetTensorData<float>(), q_width, kv_width,
           s.packed ? s.heads * s.head_size : 0, s.packed ? (s.heads + s.kv_heads) * s.head_size : 0,

@@ -7,9 +7,9 @@
 
 namespace gemma_nb {
 
-// Whether a session made now may take AVX-512 paths: the CPU has AVX-512 VNNI and
-// GEMMA_NB_KERNEL_ISA does not cap below it (q4_matmul.cc).
-bool avx512_allowed();
+// The widest vectors, in floats, a session made now may use: 16 where the CPU has AVX-512 VNNI,
+// 8 with AVX2, 0 for the compiler's baseline, capped by GEMMA_NB_KERNEL_ISA (q4_matmul.cc).
+int session_vector_width();
 
 class AttentionKernel {
  public:
@@ -19,7 +19,7 @@ class AttentionKernel {
  private:
   int64_t heads_, kv_heads_, window_;
   float scale_, softcap_;
-  bool avx512_;
+  int width_;
 };
 
 struct AttentionOp : Ort::CustomOpBase<AttentionOp, AttentionKernel> {

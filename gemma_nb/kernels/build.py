@@ -30,7 +30,8 @@ __all__ = ["SOURCE_DIR", "BUILD_ERROR_FILE", "KernelBuildError", "library_name",
            "build", "ort_headers"]
 
 SOURCE_DIR = Path(__file__).parent
-SOURCES = ("q4_matmul.cc", "attention.cc")  # and attention.h, which both include
+SOURCES = ("q4_matmul.cc", "attention.cc")
+INCLUDED = ("attention.h", "attention_math.inc")
 BUILD_ERROR_FILE = "build-error.txt"  # why the install-time build failed, for the runtime's error
 HEADERS_URL = ("http://deb.debian.org/debian/pool/main/o/onnxruntime/"
                "libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb")
@@ -51,7 +52,7 @@ def cache_root() -> Path:
 
 def library_name() -> str:
     digest = hashlib.sha256()
-    for name in (*SOURCES, "attention.h"):
+    for name in (*SOURCES, *INCLUDED):
         digest.update((SOURCE_DIR / name).read_bytes())
     digest = digest.hexdigest()[:12]
     return f"libgemma_nb_q4-{digest}.so"

@@ -684,7 +684,10 @@ struct GemmaNbDomain {  // made once per process; every session that registers t
 
 }  // namespace
 
-bool gemma_nb::avx512_allowed() { return chosen_isa() >= kAvx512Vnni; }
+int gemma_nb::session_vector_width() {
+  const int isa = chosen_isa();
+  return isa >= kAvx512Vnni ? 16 : isa >= kAvx2 ? 8 : 0;
+}
 
 // The path Q4MatMul takes in a session made now (exact, generic, avx2, avx512-vnni or amx), or nullptr when
 // GEMMA_NB_KERNEL_ISA names none.
