@@ -721,36 +721,28 @@ NOTES = [
      "EPYC (Zen 5) with AVX-512 VNNI and no AMX, so prompts take the kernel's `avx512-vnni` path; "
      "the earlier runs, on an Intel Xeon with AMX, are in performance.md."), "",
     ("- **Prefill, 2B shape** (3x llama.cpp): llama.cpp's fastest file at no fewer bits than "
-     "ours is Q6_K, so the target is about 480-500 tok/s, about 2.0 TOPS of int8 products (2.03 G "
+     "ours is Q6_K, so the target is about 480 tok/s, about 2.0 TOPS of int8 products (2.03 G "
      "multiply-adds a prompt token). Two cores retire at most 2.1-2.2 TOPS of `vpdpbusd` "
      "(`benchmarks/int8_peak.cc`: 8.2-8.5 G a second a core, also with both cores busy), and "
      "the format's per-block scaling puts 16 float multiplies and multiply-adds beside every 64 "
      "`vpdpbusd` on the same two pipes (24 before prompts took the weights as q - zero), which "
      "caps the products at about 1.7 TOPS (about 425 tok/s) before the activations are "
      "quantized and attention runs. So this target cannot be met without AMX. Against Q4_K_M "
-     "alone it is 2.2x (3x: about 340 tok/s, 80% of that cap for the products alone, while "
-     "onnxruntime's attention takes 12% of the prefill)."),
-    ("- **Prefill, 270M** (3x llama.cpp): met in this run (3.29x); it moves with the machine's "
-     "phase (earlier runs of the previous kernel: 3.08x, 3.24x and 2.78x). Prompts taking the "
-     "weights as q - zero gave 1.09-1.11x in paired runs; `Q4MatMul` is ~59% of the prefill, "
-     "onnxruntime's `GroupQueryAttention` ~26%."),
-    ("- **Decode, 270M, 1.2x the faster peer**: 1.18x in this run (per round 1.21, 1.11 and "
-     "1.14x; 1.24x in the previous session's run with the same decode path). At the context "
-     "of this benchmark (512-640 tokens), onnxruntime's `GroupQueryAttention` takes ~45 us a "
-     "layer a step (8 us at 32 tokens), ~0.8 ms of a ~4.7 ms step, for 1 MB of cache a layer; "
-     "onnxruntime-genai runs the same op, so it narrows the ratio. An attention op of our own "
-     "(the 4 query heads against their one cache head in one pass) is the next lever."),
+     "alone it is 2.2x (3x: about 340 tok/s, 80% of that cap for the products alone)."),
+    ("- **Prefill, 270M** (3x llama.cpp): met in this run (3.49x), and in the previous one "
+     "(3.29x); it moves with the machine's phase (earlier kernels: 3.08x, 3.24x, 2.78x)."),
     ("- **Decode at 70% of the bandwidth bound**: this machine's read bandwidth flips "
      "between ~45 and ~80 GB/s, at times within seconds (the probes above: the two beside "
-     "one run can differ that much). Against the best probe of the whole run no runtime "
-     "reaches 70%; against the probes beside each run, the 2B shape's `int4-cpu` does, since "
-     "in the slow phase it reads at ~78% of the probe (and ~70% of it in the fast phase, "
-     "measured apart from this page). The 270M does not: a step reads 155 MB, and its 73 "
-     "`Q4MatMul` of 0.4-1.6 MB each (the lm_head aside), the attention above and 279 other "
-     "nodes leave much of the step not reading weights (performance.md). Decode against the "
-     "faster peer, which was missed at 5 bits a weight (1.08x), is met on the 2B shape since "
-     "the layout stores 4-bit zero points instead of fp16 minimums: 4.625 bits, 11% fewer "
-     "bytes than llama.cpp's Q4_K_M file."),
+     "one run can differ that much). Against the probes beside each run both `int4-cpu` "
+     "models reach it; against the best probe of the whole run none does (the 2B shape 65%, "
+     "the 270M 51%): in the fast phase the 2B shape's decode reads ~70% of the probe and the "
+     "slow phase holds every run below it. The 270M's 73 `Q4MatMul` of 0.4-1.6 MB each (the "
+     "lm_head aside) and ~280 other nodes leave part of each step not reading weights "
+     "(performance.md)."),
+    ("- **Decode against the faster peer** is met on both models since gemma-nb's attention op "
+     "(1.50x and 1.47x here; 1.25x and 1.18x in the run before it). At this benchmark's "
+     "context (512-640 tokens) onnxruntime's `GroupQueryAttention`, which onnxruntime-genai "
+     "runs too, took ~45 us a layer a step on the 270M (8 us at 32 tokens)."),
     ("- **Gemma 3 270M**: fusing its q/k norms, the next step named after the AMX runs, is worth "
      "at most about 1.5% here. The graph with the whole q/k-norm chain removed (wrong arithmetic, "
      "kept only as a ceiling) ran 8.06 and 7.94 ms a step, against 8.16 and 8.09."),
