@@ -34,18 +34,16 @@
 namespace gemma_nb {
 namespace {
 
-// The arithmetic on one query row: the scores of n keys, the soft cap, the softmax, the weighted
-// sum of values. Three forms, by what the session may use (session_vector_width): AVX-512
-// intrinsics below, and attention_math.inc's 8-float vectors on AVX2 or the baseline.
+// The arithmetic on query rows: the scores of n keys, the soft cap, the softmax (one row), the
+// weighted sum of values. Scores and sums take `queries` rows at once (q and out [queries][d], p
+// and scores [queries][n]), so that each key and value row is read once for all of them. Three
+// forms, by what the session may use (session_vector_width): AVX-512 intrinsics below, and
+// attention_math.inc's 8-float vectors on AVX2 or the baseline.
 struct RowMath {
-  void (*scores)(const float* q, const float* keys, int64_t n, int64_t d, float* out);
+  void (*scores)(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out);
   void (*softcap)(float* scores, int64_t n, float cap);
   void (*softmax)(float* scores, int64_t n);
-  void (*weighted_sum)(const float* p, const float* values, int64_t n, int64_t d, float* out);
-  // The same for `queries` rows at once (q and out [queries][d], p and scores [queries][n]),
-  // so that each key and value row is read once for all of them.
-  void (*block_scores)(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out);
-  void (*block_weighted_sum)(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out);
+  void (*weighted_sum)(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out);
 };
 
 namespace portable {
@@ -221,8 +219,7 @@ void block_weighted_sum_avx512(const float* p, int64_t queries, const float* val
 RowMath row_math(int64_t head_size, int width) {
 #if defined(__x86_64__)
   if (width >= 16 && head_size % 16 == 0) {
-    return {scores_avx512, softcap_avx512, softmax_avx512, weighted_sum_avx512, block_scores_avx512,
-            block_weighted_sum_avx512};
+    return {block_scores_avx512, softcap_avx512, softmax_avx512, block_weighted_sum_avx512};
   }
   if (width >= 8) return avx2::kMath;
 #endif
@@ -302,9 +299,9 @@ void attend(void* data, size_t task) {
   q.resize(s.head_size);
   scores.resize(n);
   job.rotate(job.q + row * job.q_width + h * s.head_size, job.start(b) + t, job.scale, q.data());
-  job.math->scores(q.data(), job.cache_row(job.present_k, b, g, first), n, s.head_size, scores.data());
+  job.math->scores(q.data(), 1, job.cache_row(job.present_k, b, g, first), n, s.head_size, scores.data());
   job.probabilities(scores.data(), n);
-  job.math->weighted_sum(scores.data(), job.cache_row(job.present_v, b, g, first), n, s.head_size,
+  job.math->weighted_sum(scores.data(), 1, job.cache_row(job.present_v, b, g, first), n, s.head_size,
                          job.out + row * s.heads * s.head_size + h * s.head_size);
 }
 
@@ -325,7 +322,7 @@ void attend_block(void* data, size_t task) {
     const int64_t t = t0 + r / group, h = g * group + r % group;
     job.rotate(job.q + (b * s.seq + t) * job.q_width + h * d, job.start(b) + t, job.scale, q.data() + r * d);
   }
-  job.math->block_scores(q.data(), queries, job.cache_row(job.present_k, b, g, first), n, d, scores.data());
+  job.math->scores(q.data(), queries, job.cache_row(job.present_k, b, g, first), n, d, scores.data());
   for (int64_t r = 0; r < queries; ++r) {  // each row's own keys; the others weigh 0
     const int64_t t = t0 + r / group, from = job.first_key(b, t) - first, to = job.last_key(b, t) - first + 1;
     float* row = scores.data() + r * n;
@@ -333,7 +330,7 @@ void attend_block(void* data, size_t task) {
     std::fill(row, row + from, 0.f);
     std::fill(row + to, row + n, 0.f);
   }
-  job.math->block_weighted_sum(scores.data(), queries, job.cache_row(job.present_v, b, g, first), n, d, out.data());
+  job.math->weighted_sum(scores.data(), queries, job.cache_row(job.present_v, b, g, first), n, d, out.data());
   for (int64_t r = 0; r < queries; ++r) {
     const int64_t t = t0 + r / group, h = g * group + r % group;
     std::copy(out.data() + r * d, out.data() + (r + 1) * d, job.out + ((b * s.seq + t) * s.heads + h) * d);

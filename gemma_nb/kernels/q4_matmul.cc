@@ -246,14 +246,19 @@ void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm_xor_si128(_mm512_cvtsepi32_epi8(q0), flip));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm_xor_si128(_mm512_cvtsepi32_epi8(q1), flip));
   out.scale[i] = amax / 127.f;
-  out.scaled_sum[i] = out.scale[i] * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+  if (!Unsigned) {  // prepared_rows has no minimums to scale
+    out.scaled_sum[i] = out.scale[i] * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+  }
+}
+
+// The 16 rows' zero points of one block (zeros: its 8 bytes), as int32.
+__m512i block_zeros(const uint8_t* zeros) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(half_zeros(zeros, 0)), half_zeros(zeros, 1), 1);
 }
 
 // The 16 rows' minimums of one block, -scale * zero.
 __m512 block_mins(__m512 scale, const uint8_t* zeros) {
-  const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(half_zeros(zeros, 0)), half_zeros(zeros, 1), 1);
-  const __m512 zero = _mm512_cvtepi32_ps(both);
-  return _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), scale), zero);
+  return _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), scale), _mm512_cvtepi32_ps(block_zeros(zeros)));
 }
 
 // Rows row0 .. row0 + R - 1 of the output, in the 16 columns of one tile row.
@@ -307,9 +312,8 @@ constexpr int kPrepared = 9;  // vectors a block
 void prepare_tile(const TileRow& weights, int64_t blocks, __m512i* out) {
   const __m512i low_nibbles = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t b = 0; b < blocks; ++b) {
-    const uint8_t* zeros = weights.zeros + b * kZeroBytes;
-    const __m512i zero32 = _mm512_inserti64x4(_mm512_castsi256_si512(half_zeros(zeros, 0)), half_zeros(zeros, 1), 1);
-    const __m512i zero = _mm512_mullo_epi32(zero32, _mm512_set1_epi32(0x01010101));  // in its row's 4 bytes
+    const __m512i zero = _mm512_mullo_epi32(block_zeros(weights.zeros + b * kZeroBytes),
+                                            _mm512_set1_epi32(0x01010101));  // in its row's 4 bytes
     __m512i sum = _mm512_setzero_si512();
     __m512i* p = out + b * kPrepared;
     for (int L = 0; L < 4; ++L) {
