@@ -12,7 +12,8 @@ from onnx import TensorProto, helper
 
 from gemma_nb.session import create_session
 
-CAPACITY, POSITIONS = 24, 32
+POSITIONS = 320  # rows of the rotary tables
+SHORT, LONG = (7, 5), (300, 131)  # first prompts: each row's length (the second row padded)
 
 
 def attention_model(domain: str, heads: int, kv_heads: int, packed: bool, **attrs):
@@ -47,28 +48,29 @@ def rope(head_size: int):
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
 
-def steps(rng, batch, width):
-    """(new tokens, total length of each row after them): a first prompt of 7 (a second row 5
-    long, padded), a chunk of 3 (one row: GroupQueryAttention takes no batch there), then three
-    decode steps."""
-    lengths = np.array([7, 5][:batch])
-    yield rng.standard_normal((batch, 7, width)).astype(np.float32), lengths
+def steps(rng, batch, width, prompt):
+    """(new tokens, total length of each row after them): a first prompt (rows `prompt` long,
+    the second padded), a chunk of 3 (one row: GroupQueryAttention takes no batch there), then
+    three decode steps."""
+    lengths = np.array(prompt[:batch])
+    yield rng.standard_normal((batch, prompt[0], width)).astype(np.float32), lengths
     for new in ((3,) if batch == 1 else ()) + (1, 1, 1):
         lengths = lengths + new
         yield rng.standard_normal((batch, new, width)).astype(np.float32), lengths
 
 
-def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch):
+def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch, prompt=SHORT):
     """Outputs of each step (rows' valid tokens only) and the final caches."""
     rng = np.random.default_rng(head_size + heads)
     cos, sin = rope(head_size)
     q_width, kv_width = heads * head_size, kv_heads * head_size
     width = q_width + 2 * kv_width if packed else q_width
-    cache = {n: np.zeros((batch, kv_heads, CAPACITY if shared else 0, head_size), np.float32)
+    capacity = prompt[0] + 8 if shared else 0
+    cache = {n: np.zeros((batch, kv_heads, capacity, head_size), np.float32)
              for n in ("key", "value")}
     values = {n: ort.OrtValue.ortvalue_from_numpy(a) for n, a in cache.items()}
     outputs = []
-    for new, lengths in steps(rng, batch, width):
+    for new, lengths in steps(rng, batch, width, prompt):
         feeds = {"query": new, "seqlens_k": (lengths - 1).astype(np.int32),
                  "total_sequence_length": np.array(lengths.max(), np.int32),
                  "cos_cache": cos, "sin_cache": sin}
@@ -122,12 +124,33 @@ def test_attention_matches_group_query_attention(tmp_path, monkeypatch, heads, k
                                        atol=1e-6, rtol=1e-6, err_msg=n)
 
 
+@pytest.mark.parametrize("heads,kv_heads,head_size", [(4, 1, 256), (8, 4, 16), (6, 3, 32)])
+@pytest.mark.parametrize("attrs", [{}, {"softcap": 50.0}, {"local_window_size": 200}],
+                         ids=["plain", "softcap", "window"])
+@pytest.mark.parametrize("isa", ["avx512-vnni", "avx2", "generic"])
+def test_decode_over_many_key_chunks_matches_group_query_attention(tmp_path, monkeypatch, heads,
+                                                                   kv_heads, head_size, attrs,
+                                                                   isa):
+    """A decode step splits each row's keys into chunks of 128 and merges them: rows 301-303 and
+    132-134 long (3 chunks, the shorter row's last one empty), a window starting mid-chunk."""
+    monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
+    attrs = {"scale": head_size ** -0.5, "softcap": 0.0, "local_window_size": -1, **attrs}
+    kw = dict(heads=heads, kv_heads=kv_heads, packed=True, **attrs)
+    ours, theirs = (run_steps(session(tmp_path, domain, **kw), heads, kv_heads, head_size, True,
+                              True, 2, LONG)
+                    for domain in ("gemma_nb", "com.microsoft"))
+    for step, (mine, ref) in enumerate(zip(ours[0], theirs[0])):
+        for b, (x, y) in enumerate(zip(mine, ref)):
+            np.testing.assert_allclose(x, y, atol=2e-5 * np.abs(y).max(), rtol=0,
+                                       err_msg=f"step {step}, row {b}")
+
+
 def test_a_row_that_does_not_fit_the_cache_fails_the_run_not_the_process(tmp_path):
     sess = session(tmp_path, "gemma_nb", heads=2, kv_heads=1, packed=True, scale=0.25,
                    softcap=0.0, local_window_size=-1)
-    cos, sin = rope(16)
-    feeds = {"query": np.zeros((1, 1, 64), np.float32), "seqlens_k": np.array([40], np.int32),
-             "total_sequence_length": np.array(41, np.int32), "cos_cache": cos,
+    cos, sin = rope(16)  # POSITIONS rows: position 400 is past them
+    feeds = {"query": np.zeros((1, 1, 64), np.float32), "seqlens_k": np.array([400], np.int32),
+             "total_sequence_length": np.array(401, np.int32), "cos_cache": cos,
              "sin_cache": sin, "past_key": np.zeros((1, 1, 8, 16), np.float32),
              "past_value": np.zeros((1, 1, 8, 16), np.float32)}
     with pytest.raises(Exception, match="seqlens_k"):

@@ -34,15 +34,21 @@
 namespace gemma_nb {
 namespace {
 
-// The arithmetic on query rows: the scores of n keys, the soft cap, the softmax (one row), the
-// weighted sum of values. Scores and sums take `queries` rows at once (q and out [queries][d], p
-// and scores [queries][n]), so that each key and value row is read once for all of them. Three
+// What exponentiate leaves of one row of scores: they become exp(score - max), summing to sum; the
+// softmax is then the weighted sum divided by sum.
+struct Exponentials {
+  float max, sum;
+};
+
+// The arithmetic on query rows: the scores of n keys, the soft cap, the exponentials (one row),
+// the weighted sum of values. Scores and sums take `queries` rows at once (q and out [queries][d],
+// p and scores [queries][n]), so that each key and value row is read once for all of them. Three
 // forms, by what the session may use (session_vector_width): AVX-512 intrinsics below, and
 // attention_math.inc's 8-float vectors on AVX2 or the baseline.
 struct RowMath {
   void (*scores)(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out);
   void (*softcap)(float* scores, int64_t n, float cap);
-  void (*softmax)(float* scores, int64_t n);
+  Exponentials (*exponentiate)(float* scores, int64_t n);
   void (*weighted_sum)(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out);
 };
 
@@ -115,13 +121,14 @@ void softcap_avx512(float* scores, int64_t n, float cap) {  // cap * tanh(s / ca
   }
 }
 
-void softmax_avx512(float* scores, int64_t n) {
+Exponentials exponentiate_avx512(float* scores, int64_t n) {
   __m512 top = _mm512_set1_ps(-INFINITY);
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
     top = _mm512_mask_max_ps(top, lanes, top, _mm512_maskz_loadu_ps(lanes, scores + j));
   }
-  const __m512 max = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+  const float highest = _mm512_reduce_max_ps(top);
+  const __m512 max = _mm512_set1_ps(highest);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
@@ -129,11 +136,7 @@ void softmax_avx512(float* scores, int64_t n) {
     sum = _mm512_add_ps(sum, e);
     _mm512_mask_storeu_ps(scores + j, lanes, e);
   }
-  const __m512 inv = _mm512_set1_ps(1.f / _mm512_reduce_add_ps(sum));
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
-    _mm512_mask_storeu_ps(scores + j, lanes, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, scores + j), inv));
-  }
+  return {highest, _mm512_reduce_add_ps(sum)};
 }
 
 void weighted_sum_avx512(const float* p, const float* values, int64_t n, int64_t d, float* out) {
@@ -173,13 +176,18 @@ void dots(const float* q, const float* keys, int64_t n, int64_t d, float* out, i
   }
 }
 
+// QR queries from qi with every key, KR keys at a time.
+template <int QR, int KR>
+void query_rows(const float* q, const float* keys, int64_t n, int64_t d, float* out, int64_t qi) {
+  int64_t j = 0;
+  for (; j + KR <= n; j += KR) dots<QR, KR>(q, keys, n, d, out, qi, j);
+  for (; j < n; ++j) dots<QR, 1>(q, keys, n, d, out, qi, j);
+}
+
 void block_scores_avx512(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out) {
   int64_t qi = 0;
-  for (; qi + 4 <= queries; qi += 4) {
-    int64_t j = 0;
-    for (; j + 4 <= n; j += 4) dots<4, 4>(q, keys, n, d, out, qi, j);
-    for (; j < n; ++j) dots<4, 1>(q, keys, n, d, out, qi, j);
-  }
+  for (; qi + 4 <= queries; qi += 4) query_rows<4, 4>(q, keys, n, d, out, qi);
+  for (; qi + 2 <= queries; qi += 2) query_rows<2, 8>(q, keys, n, d, out, qi);
   for (; qi < queries; ++qi) scores_avx512(q + qi * d, keys, n, d, out + qi * n);
 }
 
@@ -203,13 +211,19 @@ void weighted(const float* p, const float* values, int64_t n, int64_t d, float* 
   }
 }
 
+// QR queries from qi, every output column, C vectors of 16 at a time (QR x C accumulators).
+template <int QR, int C>
+void output_rows(const float* p, const float* values, int64_t n, int64_t d, float* out, int64_t qi) {
+  int64_t i = 0;
+  for (; i + 16 * C <= d; i += 16 * C) weighted<QR, C>(p, values, n, d, out, qi, i);
+  for (; i < d; i += 16) weighted<QR, 1>(p, values, n, d, out, qi, i);
+}
+
 void block_weighted_sum_avx512(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out) {
   int64_t qi = 0;
-  for (; qi + 8 <= queries; qi += 8) {
-    int64_t i = 0;
-    for (; i + 32 <= d; i += 32) weighted<8, 2>(p, values, n, d, out, qi, i);
-    for (; i < d; i += 16) weighted<8, 1>(p, values, n, d, out, qi, i);
-  }
+  for (; qi + 8 <= queries; qi += 8) output_rows<8, 2>(p, values, n, d, out, qi);
+  for (; qi + 4 <= queries; qi += 4) output_rows<4, 4>(p, values, n, d, out, qi);
+  for (; qi + 2 <= queries; qi += 2) output_rows<2, 8>(p, values, n, d, out, qi);
   for (; qi < queries; ++qi) weighted_sum_avx512(p + qi * n, values, n, d, out + qi * d);
 }
 
@@ -219,7 +233,7 @@ void block_weighted_sum_avx512(const float* p, int64_t queries, const float* val
 RowMath row_math(int64_t head_size, int width) {
 #if defined(__x86_64__)
   if (width >= 16 && head_size % 16 == 0) {
-    return {block_scores_avx512, softcap_avx512, softmax_avx512, block_weighted_sum_avx512};
+    return {block_scores_avx512, softcap_avx512, exponentiate_avx512, block_weighted_sum_avx512};
   }
   if (width >= 8) return avx2::kMath;
 #endif
@@ -228,6 +242,10 @@ RowMath row_math(int64_t head_size, int width) {
 
 // Prompt rows a task takes, with all the query heads of one cache head (attend_block).
 constexpr int64_t kBlockRows = 4;
+// A decode step splits each row's keys into chunks this long (flash-decoding): a task takes one
+// chunk with all the query heads of one cache head, so every key and value is read once a step,
+// and both cores share the work where the model has one cache head (Gemma 3 270M).
+constexpr int64_t kKeyChunk = 128;
 
 [[noreturn]] void fail(const std::string& why) { ORT_CXX_API_THROW("Attention: " + why, ORT_INVALID_ARGUMENT); }
 
@@ -246,6 +264,9 @@ struct Job {
   float scale, softcap;
   int64_t window;
   float *present_k, *present_v, *out;
+  int64_t chunks;              // a decode step's key chunks a row (attend_chunk)
+  Exponentials* chunk_stats;   // [B, kv_heads, chunks, group]
+  float* chunk_sums;           // [B, kv_heads, chunks, group, D], not yet divided by the sums
 
   int64_t start(int64_t b) const {  // position of row b's first new token
     return first_prompt ? 0 : seqlens[b] + 1 - s->seq;
@@ -265,9 +286,9 @@ struct Job {
   int64_t first_key(int64_t b, int64_t t) const {
     return window > 0 ? std::max<int64_t>(0, last_key(b, t) - window + 1) : 0;
   }
-  void probabilities(float* scores, int64_t n) const {  // the soft cap, then softmax
+  Exponentials exponentials(float* scores, int64_t n) const {  // the soft cap, then exponentiate
     if (softcap > 0.f) math->softcap(scores, n, softcap);
-    math->softmax(scores, n);
+    return math->exponentiate(scores, n);
   }
   float* cache_row(float* cache, int64_t b, int64_t g, int64_t position) const {
     return cache + ((b * s->kv_heads + g) * s->present_len + position) * s->head_size;
@@ -288,21 +309,56 @@ void store_new(void* data, size_t task) {
   }
 }
 
-// One query row of one head, a decode step's work: task = (b * S + t) * heads + h.
-void attend(void* data, size_t task) {
+// One chunk of a decode row's keys with all the query heads of cache head g: task =
+// (b * kv_heads + g) * chunks + c. Leaves each head's exponentials and weighted sum for
+// merge_chunks.
+void attend_chunk(void* data, size_t task) {
   const Job& job = *static_cast<const Job*>(data);
   const Shapes& s = *job.s;
-  const int64_t h = static_cast<int64_t>(task) % s.heads, row = static_cast<int64_t>(task) / s.heads;
-  const int64_t b = row / s.seq, t = row % s.seq, g = h / (s.heads / s.kv_heads);
-  const int64_t first = job.first_key(b, t), n = job.last_key(b, t) - first + 1;
+  const int64_t group = s.heads / s.kv_heads, d = s.head_size, c = static_cast<int64_t>(task) % job.chunks;
+  const int64_t bg = static_cast<int64_t>(task) / job.chunks, b = bg / s.kv_heads, g = bg % s.kv_heads;
+  const int64_t first = job.first_key(b, 0) + c * kKeyChunk;
+  const int64_t n = std::min(kKeyChunk, job.last_key(b, 0) + 1 - first);
+  Exponentials* stats = job.chunk_stats + task * group;
+  if (n <= 0) {  // a shorter row of the batch
+    std::fill(stats, stats + group, Exponentials{-INFINITY, 0.f});
+    return;
+  }
   thread_local std::vector<float> q, scores;
-  q.resize(s.head_size);
-  scores.resize(n);
-  job.rotate(job.q + row * job.q_width + h * s.head_size, job.start(b) + t, job.scale, q.data());
-  job.math->scores(q.data(), 1, job.cache_row(job.present_k, b, g, first), n, s.head_size, scores.data());
-  job.probabilities(scores.data(), n);
-  job.math->weighted_sum(scores.data(), 1, job.cache_row(job.present_v, b, g, first), n, s.head_size,
-                         job.out + row * s.heads * s.head_size + h * s.head_size);
+  q.resize(group * d);
+  scores.resize(group * n);
+  for (int64_t r = 0; r < group; ++r) {
+    job.rotate(job.q + b * job.q_width + (g * group + r) * d, job.start(b), job.scale, q.data() + r * d);
+  }
+  job.math->scores(q.data(), group, job.cache_row(job.present_k, b, g, first), n, d, scores.data());
+  for (int64_t r = 0; r < group; ++r) stats[r] = job.exponentials(scores.data() + r * n, n);
+  job.math->weighted_sum(scores.data(), group, job.cache_row(job.present_v, b, g, first), n, d,
+                         job.chunk_sums + task * group * d);
+}
+
+// A decode step's output from attend_chunk's: each head's chunks brought to one max, then divided
+// by the sum of their exponentials.
+void merge_chunks(const Job& job) {
+  const Shapes& s = *job.s;
+  const int64_t group = s.heads / s.kv_heads, d = s.head_size;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    for (int64_t h = 0; h < s.heads; ++h) {
+      const int64_t first_task = (b * s.kv_heads + h / group) * job.chunks, r = h % group;
+      float top = -INFINITY, total = 0.f;
+      for (int64_t c = 0; c < job.chunks; ++c) top = std::max(top, job.chunk_stats[(first_task + c) * group + r].max);
+      float* out = job.out + (b * s.heads + h) * d;
+      std::fill(out, out + d, 0.f);
+      for (int64_t c = 0; c < job.chunks; ++c) {
+        const Exponentials chunk = job.chunk_stats[(first_task + c) * group + r];
+        if (chunk.sum == 0.f) continue;
+        const float weight = std::exp(chunk.max - top);
+        const float* sums = job.chunk_sums + ((first_task + c) * group + r) * d;
+        total += weight * chunk.sum;
+        for (int64_t i = 0; i < d; ++i) out[i] += weight * sums[i];
+      }
+      for (int64_t i = 0; i < d; ++i) out[i] /= total;
+    }
+  }
 }
 
 // A prompt's rows t0 .. t0 + kBlockRows - 1 with all the query heads of cache head g, the keys
@@ -314,10 +370,11 @@ void attend_block(void* data, size_t task) {
   const int64_t bg = static_cast<int64_t>(task) / blocks, t0 = static_cast<int64_t>(task) % blocks * kBlockRows;
   const int64_t b = bg / s.kv_heads, g = bg % s.kv_heads, rows = std::min(kBlockRows, s.seq - t0);
   const int64_t first = job.first_key(b, t0), n = job.last_key(b, t0 + rows - 1) - first + 1, queries = rows * group;
-  thread_local std::vector<float> q, scores, out;
+  thread_local std::vector<float> q, scores, out, inverse_sums;
   q.resize(queries * d);
   scores.resize(queries * n);
   out.resize(queries * d);
+  inverse_sums.resize(queries);
   for (int64_t r = 0; r < queries; ++r) {  // query r: row t0 + r / group, head g * group + r % group
     const int64_t t = t0 + r / group, h = g * group + r % group;
     job.rotate(job.q + (b * s.seq + t) * job.q_width + h * d, job.start(b) + t, job.scale, q.data() + r * d);
@@ -326,14 +383,15 @@ void attend_block(void* data, size_t task) {
   for (int64_t r = 0; r < queries; ++r) {  // each row's own keys; the others weigh 0
     const int64_t t = t0 + r / group, from = job.first_key(b, t) - first, to = job.last_key(b, t) - first + 1;
     float* row = scores.data() + r * n;
-    job.probabilities(row + from, to - from);
+    inverse_sums[r] = 1.f / job.exponentials(row + from, to - from).sum;
     std::fill(row, row + from, 0.f);
     std::fill(row + to, row + n, 0.f);
   }
   job.math->weighted_sum(scores.data(), queries, job.cache_row(job.present_v, b, g, first), n, d, out.data());
   for (int64_t r = 0; r < queries; ++r) {
     const int64_t t = t0 + r / group, h = g * group + r % group;
-    std::copy(out.data() + r * d, out.data() + (r + 1) * d, job.out + ((b * s.seq + t) * s.heads + h) * d);
+    float* y = job.out + ((b * s.seq + t) * s.heads + h) * d;
+    for (int64_t i = 0; i < d; ++i) y[i] = out[r * d + i] * inverse_sums[r];
   }
 }
 
@@ -404,7 +462,17 @@ void AttentionKernel::Compute(OrtKernelContext* context) {
           lengths, first_prompt, scale_, softcap_, window_, pk, pv, out.GetTensorMutableData<float>()};
   ctx.ParallelFor(store_new, static_cast<size_t>(s.batch * s.kv_heads), 0, &job);
   if (s.seq == 1) {
-    ctx.ParallelFor(attend, static_cast<size_t>(s.batch * s.heads), 0, &job);
+    int64_t longest = 1;
+    for (int64_t b = 0; b < s.batch; ++b) longest = std::max(longest, job.last_key(b, 0) - job.first_key(b, 0) + 1);
+    job.chunks = (longest + kKeyChunk - 1) / kKeyChunk;
+    const int64_t tasks = s.batch * s.kv_heads * job.chunks;
+    thread_local std::vector<Exponentials> stats;  // the calling thread's, reused
+    thread_local std::vector<float> sums;
+    stats.resize(tasks * s.heads / s.kv_heads);
+    sums.resize(stats.size() * s.head_size);
+    job.chunk_stats = stats.data(), job.chunk_sums = sums.data();
+    ctx.ParallelFor(attend_chunk, static_cast<size_t>(tasks), 0, &job);
+    merge_chunks(job);
   } else {
     const int64_t blocks = (s.seq + kBlockRows - 1) / kBlockRows;
     ctx.ParallelFor(attend_block, static_cast<size_t>(s.batch * s.kv_heads * blocks), 0, &job);
