@@ -31,7 +31,6 @@ from onnx import TensorProto, helper, numpy_helper
 import gemma_nb
 from gemma_nb import bench
 from gemma_nb.folder import read_model_info
-from gemma_nb.kv_cache import KVCache
 from quant_accuracy import TEXT, perplexity  # the perplexity docs/quantization.md reports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +58,7 @@ def activation_maxima(source: Path, work: Path) -> dict[str, np.ndarray]:
                               for x in inputs)
     probe = gemma_nb.load(save_variant(model, source, work / "calibration"), threads=2)
     ids = probe.tokenizer.encode(CALIBRATION)[:CALIBRATION_TOKENS]
-    cache = KVCache(probe.config, len(ids))
+    cache = probe.new_cache(len(ids))
     binding = cache.binding(probe.session)
     binding.bind_cpu_input("input_ids", np.array([ids], np.int64))
     binding.bind_cpu_input("seqlens_k", np.array([len(ids) - 1], np.int32))

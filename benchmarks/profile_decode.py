@@ -18,12 +18,11 @@ import numpy as np
 import onnxruntime as ort
 
 import gemma_nb
-from gemma_nb.kv_cache import KVCache
 
 
 def decode_steps(model: gemma_nb.Model, steps: int) -> float:
     """Seconds a decode step, after a 32-token prompt."""
-    cache = KVCache(model.config, capacity=32 + steps)
+    cache = model.new_cache(32 + steps)
     token = int(np.argmax(model.prefill(cache, list(range(2, 34)))))
     start = time.perf_counter()
     for _ in range(steps):

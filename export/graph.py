@@ -175,12 +175,13 @@ def build_decoder(cfg: GemmaConfig, pack: Packing, tensor: TensorFn, tape: Tape,
     ]
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
                                              ["batch", "positions", cfg.vocab_size])]
+    cache_type = helper.np_dtype_to_tensor_dtype(np.dtype(pack.cache_dtype))
     for i in range(cfg.num_layers):
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(
-                f"past_key_values.{i}.{kind}", TensorProto.FLOAT, kv_shape))
+                f"past_key_values.{i}.{kind}", cache_type, kv_shape))
             outputs.append(helper.make_tensor_value_info(
-                f"present.{i}.{kind}", TensorProto.FLOAT, present_shape))
+                f"present.{i}.{kind}", cache_type, present_shape))
     graph = helper.make_graph(t.nodes, "gemma_decoder", inputs, outputs, t.initializers)
     custom = sorted({n.domain for n in t.nodes} - {"", MS})  # gemma_nb: int4-cpu's kernel
     return helper.make_model(

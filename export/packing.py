@@ -48,6 +48,7 @@ class Packing:
 
     # The attention op (type, domain): onnxruntime's GroupQueryAttention, which every provider runs.
     attention_op = ("GroupQueryAttention", MS)
+    cache_dtype = np.float32  # of the KV cache (past and present), as the attention op takes it
 
     def __init__(self, tensor: TensorFn, dtype: str = "fp32"):
         self.tensor = tensor
@@ -141,9 +142,11 @@ class NBitsPacking(Packing):
 class TiledPacking(Packing):
     """`--dtype int4-cpu`: the int4 codes and zero points (scales in fp16) in the tiles that
     gemma-nb's CPU kernel reads in place; the tied table is one copy for Q4Gather and the head.
-    Attention runs on the kernel's own op, with GroupQueryAttention's inputs and attributes."""
+    Attention runs on the kernel's own op, with GroupQueryAttention's inputs and attributes, on a
+    float16 cache (as llama.cpp's default): half the bytes a decode step reads from it."""
 
     attention_op = ("Attention", GEMMA_NB)
+    cache_dtype = np.float16
 
     def __init__(self, tensor: TensorFn):
         super().__init__(tensor)

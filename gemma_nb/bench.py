@@ -19,7 +19,6 @@ import onnxruntime as ort
 
 from .errors import ContextLengthError
 from .kernels import KERNEL_DTYPE, kernel_isa
-from .kv_cache import KVCache
 from .model import Model, load
 from .session import packs_in_parallel
 
@@ -65,7 +64,7 @@ def _prompt(model: Model, n: int) -> list[int]:
 
 
 def _once(model: Model, prompt: list[int], new_tokens: int) -> dict[str, float]:
-    cache = KVCache(model.config, capacity=len(prompt) + new_tokens)
+    cache = model.new_cache(len(prompt) + new_tokens)
     start = time.perf_counter()
     logits = model.prefill(cache, prompt)
     token = int(np.argmax(logits))

@@ -4,7 +4,8 @@ Binding the same OrtValue as `past_key_values.i.*` input and `present.i.*` outpu
 write each new token's key/value in place: no copy and no allocation per token. The buffers are
 bound once, into an IOBinding the cache keeps, so a decode step rebinds only its small inputs.
 A cache is sized to its request and grows (one copy, to twice its capacity) if a caller runs
-past it.
+past it. Its element type is the graph's: float32, or float16 in `int4-cpu` folders (make one
+with `Model.new_cache`, which knows).
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ import onnxruntime as ort
 
 from .config import GemmaConfig
 
-__all__ = ["KVCache"]
+__all__ = ["KVCache", "graph_cache_dtype"]
+
+
+def graph_cache_dtype(session: ort.InferenceSession) -> np.dtype:
+    """The element type of the cache `session`'s graph takes as past and gives as present."""
+    types = {arg.name: arg.type for arg in session.get_inputs()}
+    return np.dtype(np.float16 if types.get("past_key_values.0.key") == "tensor(float16)" else np.float32)
 
 
 class KVCache:
-    def __init__(self, cfg: GemmaConfig, capacity: int, batch: int = 1, device: str = "cpu"):
+    def __init__(self, cfg: GemmaConfig, capacity: int, batch: int = 1, device: str = "cpu",
+                 dtype: type = np.float32):
         self.config = cfg
         self.batch = batch
         self.device = device
+        self.dtype = np.dtype(dtype)
         self.lengths = np.zeros(batch, np.int32)  # tokens cached in each row
         self.buffers = self._allocate(capacity)
         self._binding: tuple[ort.InferenceSession, ort.IOBinding] | None = None
@@ -34,7 +43,7 @@ class KVCache:
         cfg = self.config
         shape = (self.batch, cfg.num_kv_heads, capacity, cfg.head_dim)
         return {
-            f"{i}.{kind}": ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32,
+            f"{i}.{kind}": ort.OrtValue.ortvalue_from_shape_and_type(shape, self.dtype,
                                                                      self.device)
             for i in range(cfg.num_layers)
             for kind in ("key", "value")
@@ -57,7 +66,7 @@ class KVCache:
             return
         grown = self._allocate(min(max(length, 2 * self.capacity), self.config.context_length))
         for name, old in self.buffers.items():
-            contents = np.zeros(grown[name].shape(), np.float32)
+            contents = np.zeros(grown[name].shape(), self.dtype)
             contents[:, :, : self.capacity] = old.numpy()  # through the host: rare, small
             grown[name].update_inplace(contents)
         self.buffers = grown

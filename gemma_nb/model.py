@@ -19,10 +19,10 @@ import onnxruntime as ort
 
 from .chat import format_chat
 from .config import GemmaConfig
-from .errors import ContextLengthError, EmptyPromptError
+from .errors import ContextLengthError, EmptyPromptError, GemmaError
 from .folder import DATA_FILE, GRAPH_FILE, TOKENIZER_FILE, read_model_info
 from .kernels import KERNEL_DTYPE
-from .kv_cache import KVCache
+from .kv_cache import KVCache, graph_cache_dtype
 from .mapped_pages import release_resident_pages
 from .sampling import SamplingSettings, sample
 from .session import create_session
@@ -114,6 +114,7 @@ class Model:
         self.session = session
         self.info = info
         self.provider = provider
+        self.cache_dtype = graph_cache_dtype(session)
         self.load_s = 0.0
         self.stop_ids = frozenset(
             i for i in (tokenizer.eos_id, tokenizer.end_of_turn_id) if i is not None
@@ -126,6 +127,11 @@ class Model:
 
     # ---- the graph ------------------------------------------------------------------------
 
+    def new_cache(self, capacity: int, batch: int = 1) -> KVCache:
+        """An empty KV cache for `batch` rows of `capacity` tokens (it grows if run past), of
+        the element type this model's graph keeps."""
+        return KVCache(self.config, capacity, batch, dtype=self.cache_dtype)
+
     def _forward(self, cache: KVCache, ids: np.ndarray, logits_index: np.ndarray,
                  lengths: np.ndarray | None = None) -> np.ndarray:
         """Run `ids` [batch, seq] after what `cache` holds; logits [batch, n, vocab].
@@ -133,6 +139,9 @@ class Model:
         `lengths`: each row's total length after this step, for right-padded batches (rows
         shorter than `seq` are padding at the end); by default every row grows by `seq`.
         """
+        if cache.dtype != self.cache_dtype:
+            raise GemmaError(f"this cache holds {cache.dtype} keys and values and this model's "
+                             f"graph keeps {self.cache_dtype}: make caches with model.new_cache()")
         if lengths is None:
             lengths = cache.lengths + ids.shape[1]
         cache.reserve(int(lengths.max()))
@@ -161,7 +170,7 @@ class Model:
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """float32 logits for every position, shape [len(ids), vocab]."""
         self._check_prompt(len(ids))
-        cache = KVCache(self.config, capacity=len(ids))
+        cache = self.new_cache(len(ids))
         row = np.asarray(ids, dtype=np.int64)[None, :]
         return self._forward(cache, row, np.arange(len(ids), dtype=np.int64))[0]
 
@@ -190,7 +199,7 @@ class Model:
         if budget <= 0:
             return
         rng = np.random.default_rng(seed)
-        cache = KVCache(self.config, capacity=len(prompt_ids) + budget)
+        cache = self.new_cache(len(prompt_ids) + budget)
         timings = result.timings
         start = time.perf_counter()
         for i, chunk in enumerate(prompt_chunks(prompt_ids)):
@@ -285,7 +294,7 @@ class Model:
             return results
         rngs = [np.random.default_rng(seed) for _ in ids]
         texts = [TextAssembler(self.tokenizer, list(stop or ())) for _ in ids]
-        cache = KVCache(self.config, capacity=int(lengths.max()) + budget, batch=len(ids))
+        cache = self.new_cache(int(lengths.max()) + budget, batch=len(ids))
         start = time.perf_counter()
         padded = np.full((len(ids), int(lengths.max())), self.tokenizer.pad_id or 0, np.int64)
         for r, row in enumerate(ids):

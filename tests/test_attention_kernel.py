@@ -16,22 +16,26 @@ POSITIONS = 320  # rows of the rotary tables
 SHORT, LONG = (7, 5), (300, 131)  # first prompts: each row's length (the second row padded)
 
 
-def attention_model(domain: str, heads: int, kv_heads: int, packed: bool, **attrs):
+def attention_model(domain: str, heads: int, kv_heads: int, packed: bool, cache=np.float32,
+                    **attrs):
     op = "Attention" if domain == "gemma_nb" else "GroupQueryAttention"
     inputs = ["query", "" if packed else "key", "" if packed else "value", "past_key", "past_value",
               "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache"]
     node = helper.make_node(op, inputs, ["output", "present_key", "present_value"], domain=domain,
                             num_heads=heads, kv_num_heads=kv_heads, do_rotary=1,
                             rotary_interleaved=0, **attrs)
-    f32 = TensorProto.FLOAT
+    f32, cached = TensorProto.FLOAT, helper.np_dtype_to_tensor_dtype(np.dtype(cache))
     graph_inputs = [helper.make_tensor_value_info(n, f32, None)
-                    for n in ("query", "past_key", "past_value", "cos_cache", "sin_cache")]
+                    for n in ("query", "cos_cache", "sin_cache")]
+    graph_inputs += [helper.make_tensor_value_info(n, cached, None)
+                     for n in ("past_key", "past_value")]
     graph_inputs += [helper.make_tensor_value_info(n, TensorProto.INT32, None)
                      for n in ("seqlens_k", "total_sequence_length")]
     if not packed:
         graph_inputs += [helper.make_tensor_value_info(n, f32, None) for n in ("key", "value")]
-    outputs = [helper.make_tensor_value_info(n, f32, None)
-               for n in ("output", "present_key", "present_value")]
+    outputs = [helper.make_tensor_value_info("output", f32, None)]
+    outputs += [helper.make_tensor_value_info(n, cached, None)
+                for n in ("present_key", "present_value")]
     graph = helper.make_graph([node], "attention", graph_inputs, outputs)
     return helper.make_model(graph, ir_version=10, opset_imports=[
         helper.make_opsetid("", 21), helper.make_opsetid(domain, 1)])
@@ -59,14 +63,15 @@ def steps(rng, batch, width, prompt):
         yield rng.standard_normal((batch, new, width)).astype(np.float32), lengths
 
 
-def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch, prompt=SHORT):
+def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch, prompt=SHORT,
+              cache_dtype=np.float32):
     """Outputs of each step (rows' valid tokens only) and the final caches."""
     rng = np.random.default_rng(head_size + heads)
     cos, sin = rope(head_size)
     q_width, kv_width = heads * head_size, kv_heads * head_size
     width = q_width + 2 * kv_width if packed else q_width
     capacity = prompt[0] + 8 if shared else 0
-    cache = {n: np.zeros((batch, kv_heads, capacity, head_size), np.float32)
+    cache = {n: np.zeros((batch, kv_heads, capacity, head_size), cache_dtype)
              for n in ("key", "value")}
     values = {n: ort.OrtValue.ortvalue_from_numpy(a) for n, a in cache.items()}
     outputs = []
@@ -96,6 +101,30 @@ def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch, prompt=SH
     return outputs, {n: a.copy() for n, a in cache.items()}, lengths  # bound: written in place
 
 
+# |ours - GroupQueryAttention's| / max |theirs|, by the type of our cache (theirs is float32): a
+# float16 cache rounds every key and value to 11 significant bits.
+TOLERANCE = {np.float32: 2e-5, np.float16: 2e-3}
+
+
+def assert_matches(ours, theirs, cache):
+    """Each step's outputs, and the caches: a float16 one holds GroupQueryAttention's float32
+    keys and values rounded to nearest: within half a float16 step of them, beyond the float32
+    cache's own tolerance (the two ops' rotations differ in their last bits)."""
+    for step, (mine, ref) in enumerate(zip(ours[0], theirs[0])):
+        for b, (x, y) in enumerate(zip(mine, ref)):
+            np.testing.assert_allclose(x, y, atol=TOLERANCE[cache] * np.abs(y).max(), rtol=0,
+                                       err_msg=f"step {step}, row {b}")
+    for n in ("key", "value"):
+        for b, length in enumerate(ours[2]):
+            mine, ref = ours[1][n][b, :, :length], theirs[1][n][b, :, :length]
+            if cache == np.float16:
+                half_step = np.spacing(np.abs(ref).astype(np.float16)).astype(np.float32) / 2
+                error = np.abs(mine.astype(np.float32) - ref) - (1e-6 + 1e-6 * np.abs(ref))
+                assert np.all(error <= half_step), f"{n}: {(error / half_step).max()} half steps"
+            else:
+                np.testing.assert_allclose(mine, ref, atol=1e-6, rtol=1e-6, err_msg=n)
+
+
 @pytest.mark.parametrize("heads,kv_heads,head_size", [(4, 1, 256), (8, 4, 16), (2, 2, 48)])
 @pytest.mark.parametrize("packed", [True, False])
 @pytest.mark.parametrize("attrs", [{}, {"softcap": 50.0}, {"local_window_size": 4}],
@@ -103,46 +132,40 @@ def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch, prompt=SH
 @pytest.mark.parametrize("shared", [True, False], ids=["in-place", "copied"])
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("isa", ["avx512-vnni", "avx2", "generic"])
+@pytest.mark.parametrize("cache", [np.float32, np.float16], ids=["fp32-cache", "fp16-cache"])
 def test_attention_matches_group_query_attention(tmp_path, monkeypatch, heads, kv_heads,
-                                                 head_size, packed, attrs, shared, batch, isa):
+                                                 head_size, packed, attrs, shared, batch, isa,
+                                                 cache):
     """Each form the CPU has: AVX-512, AVX2 and the compiler's baseline (GEMMA_NB_KERNEL_ISA
-    caps the choice)."""
+    caps the choice), on a float32 or float16 cache."""
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
     attrs = {"scale": head_size ** -0.5, "softcap": 0.0, "local_window_size": -1, **attrs}
     kw = dict(heads=heads, kv_heads=kv_heads, packed=packed, **attrs)
-    ours = run_steps(session(tmp_path, "gemma_nb", **kw), heads, kv_heads, head_size, packed,
-                     shared, batch)
+    ours = run_steps(session(tmp_path, "gemma_nb", cache=cache, **kw), heads, kv_heads,
+                     head_size, packed, shared, batch, cache_dtype=cache)
     theirs = run_steps(session(tmp_path, "com.microsoft", **kw), heads, kv_heads, head_size,
                        packed, shared, batch)
-    for step, (mine, ref) in enumerate(zip(ours[0], theirs[0])):
-        for b, (x, y) in enumerate(zip(mine, ref)):
-            np.testing.assert_allclose(x, y, atol=2e-5 * np.abs(y).max(), rtol=0,
-                                       err_msg=f"step {step}, row {b}")
-    for n in ("key", "value"):
-        for b, length in enumerate(ours[2]):
-            np.testing.assert_allclose(ours[1][n][b, :, :length], theirs[1][n][b, :, :length],
-                                       atol=1e-6, rtol=1e-6, err_msg=n)
+    assert_matches(ours, theirs, cache)
 
 
 @pytest.mark.parametrize("heads,kv_heads,head_size", [(4, 1, 256), (8, 4, 16), (6, 3, 32)])
 @pytest.mark.parametrize("attrs", [{}, {"softcap": 50.0}, {"local_window_size": 200}],
                          ids=["plain", "softcap", "window"])
 @pytest.mark.parametrize("isa", ["avx512-vnni", "avx2", "generic"])
+@pytest.mark.parametrize("cache", [np.float32, np.float16], ids=["fp32-cache", "fp16-cache"])
 def test_decode_over_many_key_chunks_matches_group_query_attention(tmp_path, monkeypatch, heads,
                                                                    kv_heads, head_size, attrs,
-                                                                   isa):
+                                                                   isa, cache):
     """A decode step splits each row's keys into chunks of 128 and merges them: rows 301-303 and
     132-134 long (3 chunks, the shorter row's last one empty), a window starting mid-chunk."""
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
     attrs = {"scale": head_size ** -0.5, "softcap": 0.0, "local_window_size": -1, **attrs}
     kw = dict(heads=heads, kv_heads=kv_heads, packed=True, **attrs)
-    ours, theirs = (run_steps(session(tmp_path, domain, **kw), heads, kv_heads, head_size, True,
-                              True, 2, LONG)
-                    for domain in ("gemma_nb", "com.microsoft"))
-    for step, (mine, ref) in enumerate(zip(ours[0], theirs[0])):
-        for b, (x, y) in enumerate(zip(mine, ref)):
-            np.testing.assert_allclose(x, y, atol=2e-5 * np.abs(y).max(), rtol=0,
-                                       err_msg=f"step {step}, row {b}")
+    ours = run_steps(session(tmp_path, "gemma_nb", cache=cache, **kw), heads, kv_heads,
+                     head_size, True, True, 2, LONG, cache)
+    theirs = run_steps(session(tmp_path, "com.microsoft", **kw), heads, kv_heads, head_size,
+                       True, True, 2, LONG)
+    assert_matches(ours, theirs, cache)
 
 
 def test_a_row_that_does_not_fit_the_cache_fails_the_run_not_the_process(tmp_path):

@@ -10,7 +10,7 @@ from gemma_nb.kv_cache import KVCache
 def test_a_cache_grows_when_a_caller_runs_past_it(tiny_gemma2_model):
     model = tiny_gemma2_model
     ids = model.tokenizer.encode("a cache sized for two tokens, then fed many more")
-    cache = KVCache(model.config, capacity=2)
+    cache = model.new_cache(2)
     model.prefill(cache, ids[:2])
     for token in ids[2:]:
         last = model.decode_one(cache, token)
@@ -26,6 +26,6 @@ def test_growth_stops_at_the_context_length(tiny_gemma2_model):
 
 
 def test_the_binding_is_made_once_per_session(tiny_gemma2_model):
-    cache = KVCache(tiny_gemma2_model.config, capacity=4)
+    cache = tiny_gemma2_model.new_cache(4)
     session = tiny_gemma2_model.session
     assert cache.binding(session) is cache.binding(session)

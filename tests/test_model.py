@@ -11,7 +11,6 @@ import pytest
 
 import gemma_nb
 from gemma_nb import model as model_module
-from gemma_nb.kv_cache import KVCache
 
 
 @pytest.fixture(scope="module", params=["fp32", "int4-cpu"])
@@ -80,7 +79,7 @@ def test_chat_merges_system_prompt_and_answers(model):
 
 def test_kv_cache_is_updated_in_place(model):
     ids = model.tokenizer.encode("in place")
-    cache = KVCache(model.config, capacity=len(ids) + 2)
+    cache = model.new_cache(len(ids) + 2)
     before = dict(cache.buffers)
     pointers = {k: v.data_ptr() for k, v in cache.buffers.items()}
     model.prefill(cache, ids)
@@ -104,7 +103,7 @@ def test_ctrl_c_during_a_long_prompt_stops_after_the_running_chunk(model, monkey
         return logits
 
     monkeypatch.setattr(model, "_forward", chunk_then_ctrl_c)
-    cache = KVCache(model.config, capacity=20)
+    cache = model.new_cache(20)
     with pytest.raises(KeyboardInterrupt):
         model.prefill(cache, list(range(2, 22)))
     assert cache.lengths.tolist() == [4]  # the other 16 tokens never ran

@@ -16,7 +16,6 @@ import pytest
 import gemma_nb
 from gemma_nb import model as model_module
 from tiny_models import SLIDING_WINDOW
-from gemma_nb.kv_cache import KVCache
 from tiny_models import reference_greedy, reference_logits
 
 TOLERANCE = 2e-3
@@ -31,7 +30,7 @@ def prompt_ids(model: gemma_nb.Model, n: int = SEQUENCE) -> list[int]:
 
 def greedy(model: gemma_nb.Model, ids: list[int], n: int) -> list[int]:
     """Greedy tokens through prefill + decode_one (the KV-cache path), ignoring stop tokens."""
-    cache = KVCache(model.config, capacity=len(ids) + n)
+    cache = model.new_cache(len(ids) + n)
     logits, out = model.prefill(cache, ids), []
     for _ in range(n):
         out.append(int(np.argmax(logits)))
@@ -67,7 +66,7 @@ def test_greedy_tokens_match_transformers(case):
 def test_scoring_and_generation_agree_on_last_position(case):
     model, _ = case
     ids = prompt_ids(model)
-    cache = KVCache(model.config, capacity=len(ids))
+    cache = model.new_cache(len(ids))
     np.testing.assert_allclose(model.prefill(cache, ids), model.logits(ids)[-1], atol=1e-5)
 
 
@@ -77,7 +76,7 @@ def test_prompt_run_in_chunks_matches_transformers(case, monkeypatch, chunk):
     model, reference = case
     monkeypatch.setattr(model_module, "PREFILL_CHUNK", chunk)
     ids = prompt_ids(model)
-    cache = KVCache(model.config, capacity=len(ids))
+    cache = model.new_cache(len(ids))
     last = model.prefill(cache, ids)
     assert cache.lengths.tolist() == [len(ids)]
     assert np.abs(last - reference_logits(reference, ids)[-1]).max() < TOLERANCE

@@ -9,7 +9,8 @@ fp32 parity; level 4 quantizes activations to int8, which costs about 1% of a lo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +25,43 @@ from gemma_export.sources import open_source
 from gemma_export.tensor_names import HF_NAMES, NORMS, model_tensor_names, role_of, source_name
 from test_parity_tiny import TOLERANCE, prompt_ids
 
-def reference_logits(hf_dir: Path, ids: list[int], weight: Callable[[str], np.ndarray]) -> np.ndarray:
-    """transformers' logits with each matrix replaced by `weight(our_name)`."""
+@contextmanager
+def cached_as(dtype: torch.dtype | None) -> Iterator[None]:
+    """transformers' eager attention (Gemma-2 and Gemma-3) on keys, after RoPE, and values
+    rounded to `dtype`, as a cache of that type holds them (None: as they are)."""
+    from transformers.models.gemma2 import modeling_gemma2
+    from transformers.models.gemma3 import modeling_gemma3
+
+    modules = (modeling_gemma2, modeling_gemma3)
+    originals = [m.eager_attention_forward for m in modules]
+
+    def rounded(attention: Callable) -> Callable:
+        def cached(module, query, key, value, *args, **kwargs):
+            return attention(module, query, key.to(dtype).to(key.dtype),
+                             value.to(dtype).to(value.dtype), *args, **kwargs)
+        return cached
+
+    if dtype is not None:
+        for m, attention in zip(modules, originals):
+            m.eager_attention_forward = rounded(attention)
+    try:
+        yield
+    finally:
+        for m, attention in zip(modules, originals):
+            m.eager_attention_forward = attention
+
+
+def reference_logits(hf_dir: Path, ids: list[int], weight: Callable[[str], np.ndarray],
+                     cache: torch.dtype | None = None) -> np.ndarray:
+    """transformers' logits with each matrix replaced by `weight(our_name)`, keys and values
+    rounded to `cache`'s type where given."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32,
                                                  attn_implementation="eager").eval()
     params = dict(model.named_parameters())
     cfg = open_source(hf_dir).config
-    with torch.no_grad():
+    with torch.no_grad(), cached_as(cache):
         for ours in model_tensor_names(cfg.num_layers, cfg.qk_norm):
             if role_of(ours) in NORMS:
                 continue

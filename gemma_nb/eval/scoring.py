@@ -8,7 +8,7 @@ the logits of its last position give every choice's first token, so single-token
 after the context, and the cache is rewound to the context before the next choice: each choice
 overwrites the previous one's keys, never the context's.
 
-Only the runtime's public `prefill` / `decode_one` and `KVCache` are used. A public batched
+Only the runtime's public `prefill`, `decode_one` and `new_cache` are used. A public batched
 all-positions forward (`Model.forward(cache, ids, lengths, logits_index)`) would score all
 choices' remaining tokens in one padded run per item.
 """
@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import ContextLengthError
-from ..kv_cache import KVCache
 from .errors import EvalDataError
 
 __all__ = ["encode_pair", "loglikelihoods", "log_softmax", "choice_distribution"]
@@ -61,7 +60,7 @@ def loglikelihoods(model: Any, context_ids: Sequence[int],
     if needed > model.config.context_length:
         raise ContextLengthError(f"the prompt and its longest choice need {needed} tokens; this "
                                  f"model's context is {model.config.context_length}")
-    cache = KVCache(model.config, capacity=needed)
+    cache = model.new_cache(needed)
     first = log_softmax(model.prefill(cache, context_ids))
     scores = np.empty(len(continuations), np.float64)
     for i, tokens in enumerate(continuations):

@@ -6,7 +6,9 @@
 // one for the other. onnxruntime's CPU kernel multiplies every query row with the whole key
 // rectangle, masked half included, and calls tanhf for every score under a soft cap; at 512
 // tokens of context one decode step of Gemma 3 270M spent ~45 us a layer in it. This op takes
-// each query row with only the keys it may see (causal, sliding window), in fp32 throughout.
+// each query row with only the keys it may see (causal, sliding window), in fp32 arithmetic.
+// The cache (past and present) is float32 or float16: int4-cpu graphs keep it in float16, half
+// the bytes a decode step reads from it; keys and values are rounded to nearest as they are stored.
 //
 // Attention(query, key?, value?, past_key, past_value, seqlens_k int32 [B], total_sequence_length
 //           int32 [], cos_cache [P, D/2], sin_cache [P, D/2]) -> output, present_key, present_value
@@ -40,32 +42,92 @@ struct Exponentials {
   float max, sum;
 };
 
+using Half = uint16_t;  // an element of a float16 cache, as its bits
+
+// x as float16, rounded to nearest even (as F16C and numpy round).
+inline Half float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof x);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  x &= 0x7fffffffu;
+  if (x >= 0x7f800000u) return static_cast<Half>(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0u));  // inf, nan
+  if (x >= 0x477ff000u) return static_cast<Half>(sign | 0x7c00u);  // rounds past 65504
+  if (x < 0x38800000u) {  // under 2^-14: a subnormal half, in units of 2^-24
+    float magnitude;
+    std::memcpy(&magnitude, &x, sizeof magnitude);
+    return static_cast<Half>(sign | static_cast<uint32_t>(std::nearbyint(magnitude * 0x1p24f)));
+  }
+  return static_cast<Half>(sign | ((x + 0xfffu + ((x >> 13) & 1u) - 0x38000000u) >> 13));
+}
+
 // The arithmetic on query rows: the scores of n keys, the soft cap, the exponentials (one row),
 // the weighted sum of values. Scores and sums take `queries` rows at once (q and out [queries][d],
-// p and scores [queries][n]), so that each key and value row is read once for all of them. Three
+// p and scores [queries][n]), so that each key and value row is read once for all of them; keys
+// and values are C, the cache's type (float or Half), and `store` writes a new row into it. Three
 // forms, by what the session may use (session_vector_width): AVX-512 intrinsics below, and
 // attention_math.inc's 8-float vectors on AVX2 or the baseline.
+template <typename C>
 struct RowMath {
-  void (*scores)(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out);
+  void (*scores)(const float* q, int64_t queries, const C* keys, int64_t n, int64_t d, float* out);
   void (*softcap)(float* scores, int64_t n, float cap);
   Exponentials (*exponentiate)(float* scores, int64_t n);
-  void (*weighted_sum)(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out);
+  void (*weighted_sum)(const float* p, int64_t queries, const C* values, int64_t n, int64_t d, float* out);
+  void (*store)(const float* x, int64_t n, C* out);
 };
 
 namespace portable {
+typedef int32_t vi __attribute__((vector_size(32)));
+typedef float vf __attribute__((vector_size(32)));
+
+inline vf load(const Half* p) {  // exact: one multiply rebiases normals and subnormals alike
+  vi h;
+  for (int i = 0; i < 8; ++i) h[i] = p[i];
+  const vi magnitude = (h & 0x7fff) << 13;
+  vf f;
+  std::memcpy(&f, &magnitude, sizeof f);
+  f *= 0x1p112f;
+  vi bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  bits = ((h & 0x7c00) == 0x7c00 ? magnitude | 0x7f800000 : bits) | (h & 0x8000) << 16;  // inf, nan; sign
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+inline void store_halves(const float* x, int64_t n, Half* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = float_to_half(x[i]);
+}
+
 #include "attention_math.inc"
 }  // namespace portable
 
 #if defined(__x86_64__)
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 namespace avx2 {
+typedef float vf __attribute__((vector_size(32)));
+
+inline vf load(const Half* p) {
+  const __m256 v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  vf f;
+  std::memcpy(&f, &v, sizeof f);
+  return f;
+}
+
+inline void store_halves(const float* x, int64_t n, Half* out) {  // n: a multiple of 8
+  for (int64_t i = 0; i < n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  }
+}
+
 #include "attention_math.inc"
 }  // namespace avx2
 #pragma GCC pop_options
 
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512dq,fma")
+#pragma GCC target("avx512f,avx512dq,fma,f16c")
+
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const Half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
 
 // exp on 16 lanes: 2^(x log2 e) as 2^n * 2^f, |f| <= 1/2, 2^f by its Taylor series to degree 7
 // (relative error under 1e-8 before rounding).
@@ -83,7 +145,8 @@ __m512 exp16(__m512 x) {
 
 // Four keys at a time, two accumulators each: a lone dot's chain of multiply-adds would wait on
 // their latency.
-void scores_avx512(const float* q, const float* keys, int64_t n, int64_t d, float* out) {
+template <typename C>
+void scores_avx512(const float* q, const C* keys, int64_t n, int64_t d, float* out) {
   int64_t j = 0;
   for (; j + 4 <= n; j += 4) {
     __m512 acc[4][2];
@@ -92,20 +155,20 @@ void scores_avx512(const float* q, const float* keys, int64_t n, int64_t d, floa
     for (; i + 32 <= d; i += 32) {
       const __m512 q0 = _mm512_loadu_ps(q + i), q1 = _mm512_loadu_ps(q + i + 16);
       for (int r = 0; r < 4; ++r) {
-        const float* k = keys + (j + r) * d + i;
-        acc[r][0] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(k), acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(k + 16), acc[r][1]);
+        const C* k = keys + (j + r) * d + i;
+        acc[r][0] = _mm512_fmadd_ps(q0, load16(k), acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(q1, load16(k + 16), acc[r][1]);
       }
     }
     for (; i < d; i += 16) {
       const __m512 q0 = _mm512_loadu_ps(q + i);
-      for (int r = 0; r < 4; ++r) acc[r][0] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(keys + (j + r) * d + i), acc[r][0]);
+      for (int r = 0; r < 4; ++r) acc[r][0] = _mm512_fmadd_ps(q0, load16(keys + (j + r) * d + i), acc[r][0]);
     }
     for (int r = 0; r < 4; ++r) out[j + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
   }
   for (; j < n; ++j) {
     __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(keys + j * d + i), acc);
+    for (int64_t i = 0; i < d; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load16(keys + j * d + i), acc);
     out[j] = _mm512_reduce_add_ps(acc);
   }
 }
@@ -139,7 +202,8 @@ Exponentials exponentiate_avx512(float* scores, int64_t n) {
   return {highest, _mm512_reduce_add_ps(sum)};
 }
 
-void weighted_sum_avx512(const float* p, const float* values, int64_t n, int64_t d, float* out) {
+template <typename C>
+void weighted_sum_avx512(const float* p, const C* values, int64_t n, int64_t d, float* out) {
   constexpr int kChunk = 16;  // accumulators: 256 outputs in registers at a time
   for (int64_t i0 = 0; i0 < d; i0 += 16 * kChunk) {
     const int c = static_cast<int>(std::min<int64_t>(kChunk, (d - i0) / 16));
@@ -147,9 +211,9 @@ void weighted_sum_avx512(const float* p, const float* values, int64_t n, int64_t
     for (int c2 = 0; c2 < kChunk; ++c2) acc[c2] = _mm512_setzero_ps();
     for (int64_t j = 0; j < n; ++j) {
       const __m512 w = _mm512_set1_ps(p[j]);
-      const float* v = values + j * d + i0;
+      const C* v = values + j * d + i0;
       for (int c2 = 0; c2 < kChunk; ++c2) {
-        if (c2 < c) acc[c2] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16 * c2), acc[c2]);
+        if (c2 < c) acc[c2] = _mm512_fmadd_ps(w, load16(v + 16 * c2), acc[c2]);
       }
     }
     for (int c2 = 0; c2 < c; ++c2) _mm512_storeu_ps(out + i0 + 16 * c2, acc[c2]);
@@ -157,15 +221,15 @@ void weighted_sum_avx512(const float* p, const float* values, int64_t n, int64_t
 }
 
 // QR queries x KR keys of dot products, from query qi and key j.
-template <int QR, int KR>
-void dots(const float* q, const float* keys, int64_t n, int64_t d, float* out, int64_t qi, int64_t j) {
+template <int QR, int KR, typename C>
+void dots(const float* q, const C* keys, int64_t n, int64_t d, float* out, int64_t qi, int64_t j) {
   __m512 acc[QR][KR];
   for (auto& row : acc) {
     for (auto& a : row) a = _mm512_setzero_ps();
   }
   for (int64_t i = 0; i < d; i += 16) {
     __m512 k[KR];
-    for (int kr = 0; kr < KR; ++kr) k[kr] = _mm512_loadu_ps(keys + (j + kr) * d + i);
+    for (int kr = 0; kr < KR; ++kr) k[kr] = load16(keys + (j + kr) * d + i);
     for (int qr = 0; qr < QR; ++qr) {
       const __m512 x = _mm512_loadu_ps(q + (qi + qr) * d + i);
       for (int kr = 0; kr < KR; ++kr) acc[qr][kr] = _mm512_fmadd_ps(x, k[kr], acc[qr][kr]);
@@ -177,14 +241,15 @@ void dots(const float* q, const float* keys, int64_t n, int64_t d, float* out, i
 }
 
 // QR queries from qi with every key, KR keys at a time.
-template <int QR, int KR>
-void query_rows(const float* q, const float* keys, int64_t n, int64_t d, float* out, int64_t qi) {
+template <int QR, int KR, typename C>
+void query_rows(const float* q, const C* keys, int64_t n, int64_t d, float* out, int64_t qi) {
   int64_t j = 0;
   for (; j + KR <= n; j += KR) dots<QR, KR>(q, keys, n, d, out, qi, j);
   for (; j < n; ++j) dots<QR, 1>(q, keys, n, d, out, qi, j);
 }
 
-void block_scores_avx512(const float* q, int64_t queries, const float* keys, int64_t n, int64_t d, float* out) {
+template <typename C>
+void block_scores_avx512(const float* q, int64_t queries, const C* keys, int64_t n, int64_t d, float* out) {
   int64_t qi = 0;
   for (; qi + 4 <= queries; qi += 4) query_rows<4, 4>(q, keys, n, d, out, qi);
   for (; qi + 2 <= queries; qi += 2) query_rows<2, 8>(q, keys, n, d, out, qi);
@@ -192,15 +257,15 @@ void block_scores_avx512(const float* q, int64_t queries, const float* keys, int
 }
 
 // QR queries x C vectors of 16 outputs, from query qi and output column i.
-template <int QR, int C>
-void weighted(const float* p, const float* values, int64_t n, int64_t d, float* out, int64_t qi, int64_t i) {
+template <int QR, int C, typename T>
+void weighted(const float* p, const T* values, int64_t n, int64_t d, float* out, int64_t qi, int64_t i) {
   __m512 acc[QR][C];
   for (auto& row : acc) {
     for (auto& a : row) a = _mm512_setzero_ps();
   }
   for (int64_t j = 0; j < n; ++j) {
     __m512 v[C];
-    for (int c = 0; c < C; ++c) v[c] = _mm512_loadu_ps(values + j * d + i + 16 * c);
+    for (int c = 0; c < C; ++c) v[c] = load16(values + j * d + i + 16 * c);
     for (int qr = 0; qr < QR; ++qr) {
       const __m512 w = _mm512_set1_ps(p[(qi + qr) * n + j]);
       for (int c = 0; c < C; ++c) acc[qr][c] = _mm512_fmadd_ps(w, v[c], acc[qr][c]);
@@ -212,14 +277,15 @@ void weighted(const float* p, const float* values, int64_t n, int64_t d, float* 
 }
 
 // QR queries from qi, every output column, C vectors of 16 at a time (QR x C accumulators).
-template <int QR, int C>
-void output_rows(const float* p, const float* values, int64_t n, int64_t d, float* out, int64_t qi) {
+template <int QR, int C, typename T>
+void output_rows(const float* p, const T* values, int64_t n, int64_t d, float* out, int64_t qi) {
   int64_t i = 0;
   for (; i + 16 * C <= d; i += 16 * C) weighted<QR, C>(p, values, n, d, out, qi, i);
   for (; i < d; i += 16) weighted<QR, 1>(p, values, n, d, out, qi, i);
 }
 
-void block_weighted_sum_avx512(const float* p, int64_t queries, const float* values, int64_t n, int64_t d, float* out) {
+template <typename C>
+void block_weighted_sum_avx512(const float* p, int64_t queries, const C* values, int64_t n, int64_t d, float* out) {
   int64_t qi = 0;
   for (; qi + 8 <= queries; qi += 8) output_rows<8, 2>(p, values, n, d, out, qi);
   for (; qi + 4 <= queries; qi += 4) output_rows<4, 4>(p, values, n, d, out, qi);
@@ -230,14 +296,15 @@ void block_weighted_sum_avx512(const float* p, int64_t queries, const float* val
 #pragma GCC pop_options
 #endif
 
-RowMath row_math(int64_t head_size, int width) {
+template <typename C>
+RowMath<C> row_math(int64_t head_size, int width) {
 #if defined(__x86_64__)
   if (width >= 16 && head_size % 16 == 0) {
-    return {block_scores_avx512, softcap_avx512, exponentiate_avx512, block_weighted_sum_avx512};
+    return {block_scores_avx512<C>, softcap_avx512, exponentiate_avx512, block_weighted_sum_avx512<C>, avx2::store_row};
   }
-  if (width >= 8) return avx2::kMath;
+  if (width >= 8) return avx2::kMath<C>;
 #endif
-  return portable::kMath;
+  return portable::kMath<C>;
 }
 
 // Prompt rows a task takes, with all the query heads of one cache head (attend_block).
@@ -254,19 +321,21 @@ struct Shapes {
   bool packed;
 };
 
+template <typename C>  // the cache's type: float or Half
 struct Job {
   const Shapes* s;
-  const RowMath* math;
+  const RowMath<C>* math;
   const float *q, *k, *v, *cos, *sin;  // q/k/v: [B, S, width] rows, `*_width` floats apart
   int64_t q_width, kv_width, k_offset, v_offset;
   const int32_t* seqlens;
   bool first_prompt;
   float scale, softcap;
   int64_t window;
-  float *present_k, *present_v, *out;
-  int64_t chunks;              // a decode step's key chunks a row (attend_chunk)
-  Exponentials* chunk_stats;   // [B, kv_heads, chunks, group]
-  float* chunk_sums;           // [B, kv_heads, chunks, group, D], not yet divided by the sums
+  C *present_k, *present_v;
+  float* out;
+  int64_t chunks = 0;                    // a decode step's key chunks a row (attend_chunk)
+  Exponentials* chunk_stats = nullptr;   // [B, kv_heads, chunks, group]
+  float* chunk_sums = nullptr;           // [B, kv_heads, chunks, group, D], not yet divided by the sums
 
   int64_t start(int64_t b) const {  // position of row b's first new token
     return first_prompt ? 0 : seqlens[b] + 1 - s->seq;
@@ -290,30 +359,34 @@ struct Job {
     if (softcap > 0.f) math->softcap(scores, n, softcap);
     return math->exponentiate(scores, n);
   }
-  float* cache_row(float* cache, int64_t b, int64_t g, int64_t position) const {
+  C* cache_row(C* cache, int64_t b, int64_t g, int64_t position) const {
     return cache + ((b * s->kv_heads + g) * s->present_len + position) * s->head_size;
   }
 };
 
 // The new keys (rotated) and values into present, one task per row b and cache head g.
+template <typename C>
 void store_new(void* data, size_t task) {
-  const Job& job = *static_cast<const Job*>(data);
+  const Job<C>& job = *static_cast<const Job<C>*>(data);
   const Shapes& s = *job.s;
   const int64_t b = static_cast<int64_t>(task) / s.kv_heads, g = static_cast<int64_t>(task) % s.kv_heads;
+  thread_local std::vector<float> rotated;
+  rotated.resize(s.head_size);
   for (int64_t t = 0; t < s.seq; ++t) {
     const int64_t row = b * s.seq + t, position = job.start(b) + t;
-    job.rotate(job.k + row * job.kv_width + job.k_offset + g * s.head_size, position, 1.f,
-               job.cache_row(job.present_k, b, g, position));
-    std::memcpy(job.cache_row(job.present_v, b, g, position), job.v + row * job.kv_width + job.v_offset + g * s.head_size,
-                s.head_size * sizeof(float));
+    job.rotate(job.k + row * job.kv_width + job.k_offset + g * s.head_size, position, 1.f, rotated.data());
+    job.math->store(rotated.data(), s.head_size, job.cache_row(job.present_k, b, g, position));
+    job.math->store(job.v + row * job.kv_width + job.v_offset + g * s.head_size, s.head_size,
+                    job.cache_row(job.present_v, b, g, position));
   }
 }
 
 // One chunk of a decode row's keys with all the query heads of cache head g: task =
 // (b * kv_heads + g) * chunks + c. Leaves each head's exponentials and weighted sum for
 // merge_chunks.
+template <typename C>
 void attend_chunk(void* data, size_t task) {
-  const Job& job = *static_cast<const Job*>(data);
+  const Job<C>& job = *static_cast<const Job<C>*>(data);
   const Shapes& s = *job.s;
   const int64_t group = s.heads / s.kv_heads, d = s.head_size, c = static_cast<int64_t>(task) % job.chunks;
   const int64_t bg = static_cast<int64_t>(task) / job.chunks, b = bg / s.kv_heads, g = bg % s.kv_heads;
@@ -338,7 +411,8 @@ void attend_chunk(void* data, size_t task) {
 
 // A decode step's output from attend_chunk's: each head's chunks brought to one max, then divided
 // by the sum of their exponentials.
-void merge_chunks(const Job& job) {
+template <typename C>
+void merge_chunks(const Job<C>& job) {
   const Shapes& s = *job.s;
   const int64_t group = s.heads / s.kv_heads, d = s.head_size;
   for (int64_t b = 0; b < s.batch; ++b) {
@@ -363,8 +437,9 @@ void merge_chunks(const Job& job) {
 
 // A prompt's rows t0 .. t0 + kBlockRows - 1 with all the query heads of cache head g, the keys
 // and values those rows see read once for all of them: task = (b * kv_heads + g) * blocks + block.
+template <typename C>
 void attend_block(void* data, size_t task) {
-  const Job& job = *static_cast<const Job*>(data);
+  const Job<C>& job = *static_cast<const Job<C>*>(data);
   const Shapes& s = *job.s;
   const int64_t blocks = (s.seq + kBlockRows - 1) / kBlockRows, group = s.heads / s.kv_heads, d = s.head_size;
   const int64_t bg = static_cast<int64_t>(task) / blocks, t0 = static_cast<int64_t>(task) % blocks * kBlockRows;
@@ -443,39 +518,47 @@ void AttentionKernel::Compute(OrtKernelContext* context) {
   const std::vector<int64_t> present_shape{s.batch, s.kv_heads, s.present_len, s.head_size};
   Ort::UnownedValue out = ctx.GetOutput(0, std::vector<int64_t>{s.batch, s.seq, s.heads * s.head_size});
   Ort::UnownedValue present_k = ctx.GetOutput(1, present_shape), present_v = ctx.GetOutput(2, present_shape);
-  float* pk = present_k.GetTensorMutableData<float>();
-  float* pv = present_v.GetTensorMutableData<float>();
-  const float* old_k = past_k.GetTensorData<float>();
-  const float* old_v = past_v.GetTensorData<float>();
-  if (pk != old_k || pv != old_v) {  // not one buffer: what the past holds comes along (rows may widen)
-    for (int64_t bg = 0; bg < s.batch * s.kv_heads; ++bg) {
-      const size_t bytes = s.capacity * s.head_size * sizeof(float);
-      std::memcpy(pk + bg * s.present_len * s.head_size, old_k + bg * s.capacity * s.head_size, bytes);
-      std::memcpy(pv + bg * s.present_len * s.head_size, old_v + bg * s.capacity * s.head_size, bytes);
-    }
-  }
   const float* q = query.GetTensorData<float>();
-  const RowMath math = row_math(s.head_size, width_);
-  Job job{&s, &math, q, s.packed ? q : key.GetTensorData<float>(), s.packed ? q : value.GetTensorData<float>(),
-          cos.GetTensorData<float>(), sin.GetTensorData<float>(), q_width, kv_width,
-          s.packed ? s.heads * s.head_size : 0, s.packed ? (s.heads + s.kv_heads) * s.head_size : 0,
-          lengths, first_prompt, scale_, softcap_, window_, pk, pv, out.GetTensorMutableData<float>()};
-  ctx.ParallelFor(store_new, static_cast<size_t>(s.batch * s.kv_heads), 0, &job);
-  if (s.seq == 1) {
-    int64_t longest = 1;
-    for (int64_t b = 0; b < s.batch; ++b) longest = std::max(longest, job.last_key(b, 0) - job.first_key(b, 0) + 1);
-    job.chunks = (longest + kKeyChunk - 1) / kKeyChunk;
-    const int64_t tasks = s.batch * s.kv_heads * job.chunks;
-    thread_local std::vector<Exponentials> stats;  // the calling thread's, reused
-    thread_local std::vector<float> sums;
-    stats.resize(tasks * s.heads / s.kv_heads);
-    sums.resize(stats.size() * s.head_size);
-    job.chunk_stats = stats.data(), job.chunk_sums = sums.data();
-    ctx.ParallelFor(attend_chunk, static_cast<size_t>(tasks), 0, &job);
-    merge_chunks(job);
+  auto attend = [&](auto element) {  // on a cache of element's type
+    using C = decltype(element);
+    C* pk = present_k.GetTensorMutableData<C>();
+    C* pv = present_v.GetTensorMutableData<C>();
+    const C* old_k = past_k.GetTensorData<C>();
+    const C* old_v = past_v.GetTensorData<C>();
+    if (pk != old_k || pv != old_v) {  // not one buffer: what the past holds comes along (rows may widen)
+      for (int64_t bg = 0; bg < s.batch * s.kv_heads; ++bg) {
+        const size_t bytes = s.capacity * s.head_size * sizeof(C);
+        std::memcpy(pk + bg * s.present_len * s.head_size, old_k + bg * s.capacity * s.head_size, bytes);
+        std::memcpy(pv + bg * s.present_len * s.head_size, old_v + bg * s.capacity * s.head_size, bytes);
+      }
+    }
+    const RowMath<C> math = row_math<C>(s.head_size, width_);
+    Job<C> job{&s, &math, q, s.packed ? q : key.GetTensorData<float>(), s.packed ? q : value.GetTensorData<float>(),
+               cos.GetTensorData<float>(), sin.GetTensorData<float>(), q_width, kv_width,
+               s.packed ? s.heads * s.head_size : 0, s.packed ? (s.heads + s.kv_heads) * s.head_size : 0,
+               lengths, first_prompt, scale_, softcap_, window_, pk, pv, out.GetTensorMutableData<float>()};
+    ctx.ParallelFor(store_new<C>, static_cast<size_t>(s.batch * s.kv_heads), 0, &job);
+    if (s.seq == 1) {
+      int64_t longest = 1;
+      for (int64_t b = 0; b < s.batch; ++b) longest = std::max(longest, job.last_key(b, 0) - job.first_key(b, 0) + 1);
+      job.chunks = (longest + kKeyChunk - 1) / kKeyChunk;
+      const int64_t tasks = s.batch * s.kv_heads * job.chunks;
+      thread_local std::vector<Exponentials> stats;  // the calling thread's, reused
+      thread_local std::vector<float> sums;
+      stats.resize(tasks * s.heads / s.kv_heads);
+      sums.resize(stats.size() * s.head_size);
+      job.chunk_stats = stats.data(), job.chunk_sums = sums.data();
+      ctx.ParallelFor(attend_chunk<C>, static_cast<size_t>(tasks), 0, &job);
+      merge_chunks(job);
+    } else {
+      const int64_t blocks = (s.seq + kBlockRows - 1) / kBlockRows;
+      ctx.ParallelFor(attend_block<C>, static_cast<size_t>(s.batch * s.kv_heads * blocks), 0, &job);
+    }
+  };
+  if (past_k.GetTensorTypeAndShapeInfo().GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16) {
+    attend(Half{});
   } else {
-    const int64_t blocks = (s.seq + kBlockRows - 1) / kBlockRows;
-    ctx.ParallelFor(attend_block, static_cast<size_t>(s.batch * s.kv_heads * blocks), 0, &job);
+    attend(0.f);
   }
 }
 

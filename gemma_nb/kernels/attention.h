@@ -22,19 +22,22 @@ class AttentionKernel {
   int width_;
 };
 
-struct AttentionOp : Ort::CustomOpBase<AttentionOp, AttentionKernel> {
+// Registered twice, by the type of the cache (past and present): float, or float16 (half the
+// bytes a decode step reads from it). onnxruntime picks the one the graph's types match.
+template <ONNXTensorElementDataType Cache>
+struct AttentionOp : Ort::CustomOpBase<AttentionOp<Cache>, AttentionKernel> {
   void* CreateKernel(const OrtApi& api, const OrtKernelInfo* info) const { return new AttentionKernel(api, info); }
   const char* GetName() const { return "Attention"; }
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
   size_t GetInputTypeCount() const { return 9; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
-    return i == 5 || i == 6 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+    return i == 5 || i == 6 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : i == 3 || i == 4 ? Cache : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {  // key, value: absent when packed
     return i == 1 || i == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  ONNXTensorElementDataType GetOutputType(size_t i) const { return i == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : Cache; }
 };
 
 }  // namespace gemma_nb

@@ -678,11 +678,13 @@ struct GemmaNbDomain {  // made once per process; every session that registers t
       Ort::Custom::CreateLiteCustomOp<Q4MatMul>("Q4MatMul", "CPUExecutionProvider")};
   std::unique_ptr<Ort::Custom::OrtLiteCustomOp> gather{
       Ort::Custom::CreateLiteCustomOp("Q4Gather", "CPUExecutionProvider", Q4Gather)};
-  gemma_nb::AttentionOp attention;
+  gemma_nb::AttentionOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT> attention;
+  gemma_nb::AttentionOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16> attention_half_cache;
   GemmaNbDomain() {
     domain.Add(matmul.get());
     domain.Add(gather.get());
     domain.Add(&attention);
+    domain.Add(&attention_half_cache);
   }
 };
 
