@@ -734,26 +734,29 @@ NOTES = [
      "EPYC (Zen 5) with AVX-512 VNNI and no AMX, so prompts take the kernel's `avx512-vnni` path; "
      "the earlier runs, on an Intel Xeon with AMX, are in performance.md."), "",
     ("- **Prefill, 2B shape** (3x llama.cpp): llama.cpp's fastest file at no fewer bits than "
-     "ours is Q6_K, so the target is about 480 tok/s, about 2.0 TOPS of int8 products (2.03 G "
+     "ours is Q6_K, so the target is about 480-500 tok/s, about 2.0 TOPS of int8 products (2.03 G "
      "multiply-adds a prompt token). Two cores retire at most 2.1-2.2 TOPS of `vpdpbusd` "
      "(`benchmarks/int8_peak.cc`: 8.2-8.5 G a second a core, also with both cores busy), and "
      "the format's per-block scaling puts 16 float multiplies and multiply-adds beside every 64 "
      "`vpdpbusd` on the same two pipes (24 before prompts took the weights as q - zero), which "
      "caps the products at about 1.7 TOPS (about 425 tok/s) before the activations are "
      "quantized and attention runs. So this target cannot be met without AMX. Against Q4_K_M "
-     "alone it is 2.2x (3x: about 340 tok/s, 80% of that cap for the products alone)."),
-    ("- **Prefill, 270M** (3x llama.cpp): met in this run (3.49x), and in the previous one "
-     "(3.29x); it moves with the machine's phase (earlier kernels: 3.08x, 3.24x, 2.78x)."),
+     "alone it is 2.2-2.3x (3x: about 340 tok/s, 80% of that cap for the products alone)."),
+    ("- **Prefill, 270M** (3x llama.cpp): met in this run (3.56x), and in the two before it "
+     "(3.49x, 3.29x); it moves with the machine's phase (earlier kernels: 3.08x, 3.24x, 2.78x)."),
     ("- **Decode at 70% of the bandwidth bound**: this machine's read bandwidth flips "
-     "between ~45 and ~80 GB/s, at times within seconds (the probes above: the two beside "
+     "between ~40 and ~80 GB/s, at times within seconds (the probes above: the two beside "
      "one run can differ that much). Against the probes beside each run both `int4-cpu` "
-     "models reach it; against the best probe of the whole run none does (the 2B shape 65%, "
-     "the 270M 51%): in the fast phase the 2B shape's decode reads ~70% of the probe and the "
-     "slow phase holds every run below it. The 270M's 73 `Q4MatMul` of 0.4-1.6 MB each (the "
-     "lm_head aside) and ~280 other nodes leave part of each step not reading weights "
-     "(performance.md)."),
+     "models reach it; against the best probe of the whole run neither does: in the fast "
+     "phase the 2B shape's decode reads ~70% of the probe and the slow phase holds every run "
+     "below it. Runs before 2026-11-28 counted the 270M's RoPE tables (67 MB) as read every "
+     "step under gemma-nb's attention op, which overstated its % of the bound 1.43x (its 51% "
+     "and 87% were 36% and 61%). What keeps the 270M below the bound is each of its 72 small "
+     "`Q4MatMul`s' fixed cost, ~9 us at one row, against 0.4-1.5 MB of weights each; the other "
+     "~280 nodes cost ~2% of a step (performance.md)."),
     ("- **Decode against the faster peer** is met on both models since gemma-nb's attention op "
-     "(1.50x and 1.47x here; 1.25x and 1.18x in the run before it). At this benchmark's "
+     "(1.25x and 1.18x with `GroupQueryAttention`, then 1.50x and 1.47x with the op; decode in "
+     "key chunks on a float16 cache added 1.15x and 1.19x in paired runs). At this benchmark's "
      "context (512-640 tokens) onnxruntime's `GroupQueryAttention`, which onnxruntime-genai "
      "runs too, took ~45 us a layer a step on the 270M (8 us at 32 tokens)."),
     ("- **Gemma 3 270M**: fusing its q/k norms, the next step named after the AMX runs, is worth "
