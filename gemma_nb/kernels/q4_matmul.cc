@@ -251,9 +251,13 @@ void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
   }
 }
 
-// The 16 rows' zero points of one block (zeros: its 8 bytes), as int32.
+// The 16 rows' zero points of one block (zeros: its 8 bytes), as int32: the 8 bytes twice, the
+// second copy shifted to its high nibbles.
 __m512i block_zeros(const uint8_t* zeros) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(half_zeros(zeros, 0)), half_zeros(zeros, 1), 1);
+  const __m128i eight = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(zeros));
+  const __m512i shifts = _mm512_set_epi32(4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i bytes = _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(eight, eight));
+  return _mm512_and_si512(_mm512_srlv_epi32(bytes, shifts), _mm512_set1_epi32(15));
 }
 
 // The 16 rows' minimums of one block, -scale * zero.
