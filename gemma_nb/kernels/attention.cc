@@ -143,36 +143,6 @@ __m512 exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// Four keys at a time, two accumulators each: a lone dot's chain of multiply-adds would wait on
-// their latency.
-template <typename C>
-void scores_avx512(const float* q, const C* keys, int64_t n, int64_t d, float* out) {
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    __m512 acc[4][2];
-    for (auto& a : acc) a[0] = a[1] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= d; i += 32) {
-      const __m512 q0 = _mm512_loadu_ps(q + i), q1 = _mm512_loadu_ps(q + i + 16);
-      for (int r = 0; r < 4; ++r) {
-        const C* k = keys + (j + r) * d + i;
-        acc[r][0] = _mm512_fmadd_ps(q0, load16(k), acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(q1, load16(k + 16), acc[r][1]);
-      }
-    }
-    for (; i < d; i += 16) {
-      const __m512 q0 = _mm512_loadu_ps(q + i);
-      for (int r = 0; r < 4; ++r) acc[r][0] = _mm512_fmadd_ps(q0, load16(keys + (j + r) * d + i), acc[r][0]);
-    }
-    for (int r = 0; r < 4; ++r) out[j + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
-  }
-  for (; j < n; ++j) {
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < d; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), load16(keys + j * d + i), acc);
-    out[j] = _mm512_reduce_add_ps(acc);
-  }
-}
-
 void softcap_avx512(float* scores, int64_t n, float cap) {  // cap * tanh(s / cap), tanh(u) = 1 - 2 / (e^2u + 1)
   const __m512 two_over_cap = _mm512_set1_ps(2.f / cap), vcap = _mm512_set1_ps(cap), one = _mm512_set1_ps(1.f);
   for (int64_t j = 0; j < n; j += 16) {
@@ -200,24 +170,6 @@ Exponentials exponentiate_avx512(float* scores, int64_t n) {
     _mm512_mask_storeu_ps(scores + j, lanes, e);
   }
   return {highest, _mm512_reduce_add_ps(sum)};
-}
-
-template <typename C>
-void weighted_sum_avx512(const float* p, const C* values, int64_t n, int64_t d, float* out) {
-  constexpr int kChunk = 16;  // accumulators: 256 outputs in registers at a time
-  for (int64_t i0 = 0; i0 < d; i0 += 16 * kChunk) {
-    const int c = static_cast<int>(std::min<int64_t>(kChunk, (d - i0) / 16));
-    __m512 acc[kChunk];
-    for (int c2 = 0; c2 < kChunk; ++c2) acc[c2] = _mm512_setzero_ps();
-    for (int64_t j = 0; j < n; ++j) {
-      const __m512 w = _mm512_set1_ps(p[j]);
-      const C* v = values + j * d + i0;
-      for (int c2 = 0; c2 < kChunk; ++c2) {
-        if (c2 < c) acc[c2] = _mm512_fmadd_ps(w, load16(v + 16 * c2), acc[c2]);
-      }
-    }
-    for (int c2 = 0; c2 < c; ++c2) _mm512_storeu_ps(out + i0 + 16 * c2, acc[c2]);
-  }
 }
 
 // QR queries x KR keys of dot products, from query qi and key j.
@@ -253,7 +205,7 @@ void block_scores_avx512(const float* q, int64_t queries, const C* keys, int64_t
   int64_t qi = 0;
   for (; qi + 4 <= queries; qi += 4) query_rows<4, 4>(q, keys, n, d, out, qi);
   for (; qi + 2 <= queries; qi += 2) query_rows<2, 8>(q, keys, n, d, out, qi);
-  for (; qi < queries; ++qi) scores_avx512(q + qi * d, keys, n, d, out + qi * n);
+  for (; qi < queries; ++qi) query_rows<1, 8>(q, keys, n, d, out, qi);  // 8 keys: 8 chains in flight
 }
 
 // QR queries x C vectors of 16 outputs, from query qi and output column i.
@@ -290,7 +242,7 @@ void block_weighted_sum_avx512(const float* p, int64_t queries, const C* values,
   for (; qi + 8 <= queries; qi += 8) output_rows<8, 2>(p, values, n, d, out, qi);
   for (; qi + 4 <= queries; qi += 4) output_rows<4, 4>(p, values, n, d, out, qi);
   for (; qi + 2 <= queries; qi += 2) output_rows<2, 8>(p, values, n, d, out, qi);
-  for (; qi < queries; ++qi) weighted_sum_avx512(p + qi * n, values, n, d, out + qi * d);
+  for (; qi < queries; ++qi) output_rows<1, 8>(p, values, n, d, out, qi);
 }
 
 #pragma GCC pop_options
