@@ -8,6 +8,7 @@ made: a test sets it before loading, and sessions made under different caps keep
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 
@@ -32,7 +33,7 @@ from test_parity_tiny import prompt_ids
 from test_quantized_exports import int8_activations, reference_logits
 
 ISAS = ("exact", "generic", "avx2", "avx512-vnni", "amx")
-N, K = 80, 256  # 5 tiles of 16 outputs: AMX takes them in pairs, and one alone
+N, K = 80, 256  # 5 tiles of 16 outputs: AMX takes them in pairs and one alone; prompts, 3 and 2
 
 
 def bf16(x: np.ndarray) -> np.ndarray:
@@ -51,11 +52,16 @@ def one_op_session(tmp_path, arrays, node: helper.NodeProto, inputs, output):
     return create_session(tmp_path / "model.onnx", threads=2, kernel=True)
 
 
+@functools.cache
+def tiled_weight(n: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((n, K)).astype(np.float32) + 0.3  # one-sided blocks too
+    return dict(zip(("tiles", "scales", "zeros"), quantize_to_tiles(w)))
+
+
 @pytest.fixture(scope="module")
 def weight():
-    rng = np.random.default_rng(5)
-    w = rng.standard_normal((N, K)).astype(np.float32) + 0.3  # one-sided blocks too
-    return dict(zip(("tiles", "scales", "zeros"), quantize_to_tiles(w)))
+    return tiled_weight(N)
 
 
 def matmul_session(tmp_path, weight):
@@ -69,16 +75,19 @@ def matmul_session(tmp_path, weight):
 
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("rows", [1, 3, 8, 16, 19, 40, 48, 57])
-def test_each_path_computes_its_documented_arithmetic(tmp_path, weight, monkeypatch, isa, rows):
+@pytest.mark.parametrize("n", [N, 112])  # 112: 7 tiles, the prompt form's 3, 3 and 1
+def test_each_path_computes_its_documented_arithmetic(tmp_path, monkeypatch, isa, rows, n):
     """exact: fp32; generic and avx512-vnni: int8 activations per block of 32 (from 48 rows,
-    avx512-vnni's prompt form: codes unpacked once, in groups of 8 rows and one left over); amx:
-    groups of 16 rows in bf16 (in pairs of groups, and one alone), the rows left over as
-    avx512-vnni."""
+    avx512-vnni's prompt form: codes unpacked once, 3 tile rows a task, 4 rows a pass and the
+    rest one by one); amx: groups of 16 rows in bf16 (in pairs of groups, and one alone), the
+    rows left over as avx512-vnni."""
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
+    weight = tiled_weight(n)
     session = matmul_session(tmp_path, weight)
     taken = kernel_isa()
     assert taken == isa or ISAS.index(taken) < ISAS.index(isa)  # a CPU without it: the next
     x = np.random.default_rng(rows).standard_normal((rows, K)).astype(np.float32)
+    session.run(None, {"x": -x})  # an output left unwritten then holds other numbers
     y = session.run(None, {"x": x})[0]
     w = dequantize_tiles(weight["tiles"], weight["scales"], weight["zeros"])
     on_amx = rows // 16 * 16 if taken == "amx" else 0
