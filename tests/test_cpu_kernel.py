@@ -16,21 +16,21 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper, save_model
-
-import gemma_nb
-import gemma_nb.kernels as kernels
 from gemma_export import export
 from gemma_export.exporter import check_tiles
 from gemma_export.quant import QuantizationError, quantize_asymmetric, unpacked_codes
 from gemma_export.sources import open_source
 from gemma_export.tiles import dequantize_tiles, quantize_to_tiles, tiles_from_packed
+from onnx import TensorProto, helper, numpy_helper, save_model
+from test_parity_tiny import prompt_ids
+from test_quantized_exports import int8_activations, reference_logits
+
+import gemma_nb
+from gemma_nb import kernels
 from gemma_nb.folder import CONFIG_FILE
 from gemma_nb.kernels import KernelUnavailableError, kernel_isa
 from gemma_nb.kernels.build import KernelBuildError, build, library_name, ort_headers
 from gemma_nb.session import ProviderError, create_session
-from test_parity_tiny import prompt_ids
-from test_quantized_exports import int8_activations, reference_logits
 
 ISAS = ("exact", "generic", "avx2", "avx512-vnni", "amx")
 N, K = 80, 256  # 5 tiles of 16 outputs: AMX takes them in pairs and one alone; prompts, 3 and 2
