@@ -6,7 +6,7 @@ Each block mirrors its equation (Gemma-2 report, transformers' `modeling_gemma2.
 `GroupQueryAttention` (com.microsoft) applies RoPE (split halves), the score scale, the softcap,
 the causal/sliding mask and a KV cache whose past and present may share one buffer; `int4-cpu`
 graphs run gemma-nb's `Attention` (gemma_nb/kernels/attention.cc) with the same inputs and
-attributes.
+attributes, and its `GeGLU` (geglu.cc) in place of the MLP's Split, Gelu and Mul.
 
 Fewer, larger kernels for speed (a decode step is ~15 ops a layer, each with a fixed cost):
 q|k|v and gate|up are each one matmul over stacked weights, and each residual Add is fused with
@@ -105,6 +105,9 @@ def mlp(t: Tape, cfg: GemmaConfig, pack: Packing, x: str, i: int) -> str:
     """down(gelu_tanh(gate(x)) * up(x))."""
     p, size = f"layers.{i}", cfg.intermediate_size
     gate_up = pack.fused_linear(t, x, [f"{p}.gate", f"{p}.up"], f"{p}.gate_up")
+    if pack.geglu_op:
+        op_type, domain = pack.geglu_op
+        return pack.linear(t, t.op(op_type, [gate_up], domain=domain), f"{p}.down")
     gate, up = t.op("Split", [gate_up, t.constant("ffn_sizes", [size, size])], axis=-1,
                     outputs=2)
     return pack.linear(t, t.op("Mul", [t.op("Gelu", [gate], approximate="tanh"), up]),

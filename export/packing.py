@@ -31,7 +31,7 @@ __all__ = ["Packing", "packing_for", "table_bits", "DTYPES", "DEFAULT_BLOCK_SIZE
            "DEFAULT_ACCURACY_LEVEL"]
 
 MS = "com.microsoft"
-GEMMA_NB = "gemma_nb"  # the custom ops of gemma_nb/kernels/ (q4_matmul.cc, attention.cc)
+GEMMA_NB = "gemma_nb"  # the custom ops of gemma_nb/kernels/ (q4_matmul.cc, attention.cc, geglu.cc)
 DTYPES = ("fp32", "fp16", "int8", "int4", "gguf", "int4-cpu")
 NBITS = {"int4": 4, "int8": 8}  # the block-quantized dtypes and their layers' bits
 DEFAULT_BLOCK_SIZE = 32
@@ -49,6 +49,8 @@ class Packing:
     # The attention op (type, domain): onnxruntime's GroupQueryAttention, which every provider runs.
     attention_op = ("GroupQueryAttention", MS)
     cache_dtype = np.float32  # of the KV cache (past and present), as the attention op takes it
+    # The op (type, domain) for the MLP's gelu_tanh(gate) * up in one node; None: Split, Gelu, Mul.
+    geglu_op: tuple[str, str] | None = None
 
     def __init__(self, tensor: TensorFn, dtype: str = "fp32"):
         self.tensor = tensor
@@ -143,10 +145,12 @@ class TiledPacking(Packing):
     """`--dtype int4-cpu`: the int4 codes and zero points (scales in fp16) in the tiles that
     gemma-nb's CPU kernel reads in place; the tied table is one copy for Q4Gather and the head.
     Attention runs on the kernel's own op, with GroupQueryAttention's inputs and attributes, on a
-    float16 cache (as llama.cpp's default): half the bytes a decode step reads from it."""
+    float16 cache (as llama.cpp's default): half the bytes a decode step reads from it. The MLP's
+    gelu_tanh(gate) * up is the kernel's GeGLU, one pass over the gate|up output."""
 
     attention_op = ("Attention", GEMMA_NB)
     cache_dtype = np.float16
+    geglu_op = ("GeGLU", GEMMA_NB)
 
     def __init__(self, tensor: TensorFn):
         super().__init__(tensor)

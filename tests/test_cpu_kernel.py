@@ -21,13 +21,13 @@ from gemma_export.exporter import check_tiles
 from gemma_export.quant import QuantizationError, quantize_asymmetric, unpacked_codes
 from gemma_export.sources import open_source
 from gemma_export.tiles import dequantize_tiles, quantize_to_tiles, tiles_from_packed
-from onnx import TensorProto, helper, numpy_helper, save_model
+from onnx import TensorProto, helper, load_model, numpy_helper, save_model
 from test_parity_tiny import prompt_ids
 from test_quantized_exports import int8_activations, reference_logits
 
 import gemma_nb
 from gemma_nb import kernels
-from gemma_nb.folder import CONFIG_FILE
+from gemma_nb.folder import CONFIG_FILE, GRAPH_FILE
 from gemma_nb.kernels import KernelUnavailableError, kernel_isa
 from gemma_nb.kernels.build import KernelBuildError, build, library_name, ort_headers
 from gemma_nb.session import ProviderError, create_session
@@ -190,12 +190,16 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
     """The whole graph on the exact path against transformers running the tiled weights on keys
     and values rounded to float16, as the graph's cache holds them. The same weights with fp32
     scales and zero points (plain int4), or on unrounded keys and values, are 10x further off,
-    so the layout's fp16 scales and zero points and the float16 cache are what is checked."""
+    so the layout's fp16 scales and zero points and the float16 cache are what is checked. The
+    graph runs the kernel's own ops: Q4MatMul, Attention, and GeGLU for the MLP's gelu * up."""
     hf_dir = request.getfixturevalue(fixture)
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "exact")
     model = gemma_nb.load(export_once(hf_dir, fixture, "int4-cpu"))
     assert model.info["quantization"] == {"block_size": 32, "tile_rows": 16, "embedding_bits": 4,
                                           "tile_layout": 2}
+    graph = load_model(model.path / GRAPH_FILE, load_external_data=False).graph
+    ops = {node.op_type for node in graph.node}
+    assert {"Q4MatMul", "Attention", "GeGLU"} <= ops and not ops & {"Gelu", "GroupQueryAttention"}
     source = open_source(hf_dir)
 
     def tiled(name: str) -> np.ndarray:

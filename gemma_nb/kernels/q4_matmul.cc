@@ -45,6 +45,7 @@
 #endif
 
 #include "attention.h"
+#include "geglu.h"
 #include "onnxruntime_lite_custom_op.h"
 
 namespace {
@@ -720,11 +721,14 @@ struct GemmaNbDomain {  // made once per process; every session that registers t
       Ort::Custom::CreateLiteCustomOp<Q4MatMul>("Q4MatMul", "CPUExecutionProvider")};
   std::unique_ptr<Ort::Custom::OrtLiteCustomOp> gather{
       Ort::Custom::CreateLiteCustomOp("Q4Gather", "CPUExecutionProvider", Q4Gather)};
+  std::unique_ptr<Ort::Custom::OrtLiteCustomOp> geglu{
+      Ort::Custom::CreateLiteCustomOp<gemma_nb::GegluKernel>("GeGLU", "CPUExecutionProvider")};
   gemma_nb::AttentionOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT> attention;
   gemma_nb::AttentionOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16> attention_half_cache;
   GemmaNbDomain() {
     domain.Add(matmul.get());
     domain.Add(gather.get());
+    domain.Add(geglu.get());
     domain.Add(&attention);
     domain.Add(&attention_half_cache);
   }
