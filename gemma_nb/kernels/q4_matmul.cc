@@ -346,6 +346,8 @@ void prepared_rows(const MatMulJob& job, const __m512i* prepared, int64_t tile0,
   const int64_t per_tile = job.blocks * kPrepared;
   const int32_t* xq[R];  // the rows' quantized activations, 4 a dword
   const float* sx[R];
+  const uint16_t* scales[T];
+  for (int c = 0; c < T; ++c) scales[c] = job.tile_row(tile0 + c).scales;
   __m512 acc[T][R];
   for (int r = 0; r < R; ++r) {
     const int64_t first_block = (row0 + r - job.first_row) * job.blocks;
@@ -369,8 +371,7 @@ void prepared_rows(const MatMulJob& job, const __m512i* prepared, int64_t tile0,
       }
     }
     for (int c = 0; c < T; ++c) {
-      const uint16_t* sc = job.tile_row(tile0 + c).scales + b * kTile;
-      const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
+      const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales[c] + b * kTile)));
       for (int r = 0; r < R; ++r) {
         const __m512 scale_x = _mm512_mul_ps(scale, _mm512_set1_ps(sx[r][b]));
         acc[c][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[c][r]), scale_x, acc[c][r]);
@@ -401,6 +402,7 @@ void matmul_tiles_prepared(void* data, size_t task) {  // tile rows kPreparedTil
   buffer.resize(kPreparedTiles * per_tile * 64 + 64);
   __m512i* prepared = reinterpret_cast<__m512i*>((reinterpret_cast<uintptr_t>(buffer.data()) + 63) & ~uintptr_t{63});
   for (int64_t c = 0; c < count; ++c) prepare_tile(job.tile_row(tile0 + c), job.blocks, prepared + c * per_tile);
+  static_assert(kPreparedTiles == 3, "one prepared_tiles<T> below for each count a task can have");
   if (count == 3) prepared_tiles<3>(job, prepared, tile0);
   if (count == 2) prepared_tiles<2>(job, prepared, tile0);
   if (count == 1) prepared_tiles<1>(job, prepared, tile0);
