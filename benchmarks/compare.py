@@ -741,22 +741,28 @@ NOTES = [
      "`vpdpbusd` on the same two pipes (24 before prompts took the weights as q - zero), which "
      "caps the products at about 1.7 TOPS (about 425 tok/s) before the activations are "
      "quantized and attention runs. So this target cannot be met without AMX. Against Q4_K_M "
-     "alone it is 2.2-2.3x (3x: about 340 tok/s, 80% of that cap for the products alone)."),
-    ("- **Prefill, 270M** (3x llama.cpp): met in this run (3.56x), and in the two before it "
-     "(3.49x, 3.29x); it moves with the machine's phase (earlier kernels: 3.08x, 3.24x, 2.78x)."),
+     "alone it is 2.68x (3x: about 340-350 tok/s, ~82% of that cap for the products alone; "
+     "they run at ~92% of this form's own ceiling since prompts take 3 tile rows by 4 rows "
+     "at a time, and attention, the norms and unpacking the tiles take ~9% of the prefill)."),
+    ("- **Prefill, 270M** (3x llama.cpp): met in this run (3.90x), and in the three before it "
+     "(3.56x, 3.49x, 3.29x); it moves with the machine's phase (earlier kernels: 3.08x, 3.24x, "
+     "2.78x)."),
     ("- **Decode at 70% of the bandwidth bound**: this machine's read bandwidth flips "
      "between ~40 and ~80 GB/s, at times within seconds (the probes above: the two beside "
-     "one run can differ that much). Against the probes beside each run both `int4-cpu` "
-     "models reach it; against the best probe of the whole run neither does: in the fast "
-     "phase the 2B shape's decode reads ~70% of the probe and the slow phase holds every run "
-     "below it. Runs before 2026-11-28 counted the 270M's RoPE tables (67 MB) as read every "
+     "one run can differ that much). Against the best probe of the whole run neither "
+     "`int4-cpu` model reaches it. The 2B shape's decode reads ~70% of the fast-phase probes "
+     "beside it and ~95% of the slow-phase ones, so its reading beside the run (69% in this "
+     "run, 71% in the one before) depends on the mix. The 270M's decode reads 32-36 GB/s in "
+     "either phase, ~75% of a slow-phase probe and ~48% of a fast one: 50% beside the run in "
+     "this run, 73% in the one before, at the same 217-220 tok/s. Runs before 2026-11-28 counted the 270M's RoPE tables (67 MB) as read every "
      "step under gemma-nb's attention op, which overstated its % of the bound 1.43x (its 51% "
      "and 87% were 36% and 61%). What keeps the 270M below the bound is each of its 72 small "
      "`Q4MatMul`s' fixed cost, ~9 us at one row, against 0.4-1.5 MB of weights each; the other "
      "~280 nodes cost ~2% of a step (performance.md)."),
     ("- **Decode against the faster peer** is met on both models since gemma-nb's attention op "
      "(1.25x and 1.18x with `GroupQueryAttention`, then 1.50x and 1.47x with the op; decode in "
-     "key chunks on a float16 cache added 1.15x and 1.19x in paired runs). At this benchmark's "
+     "key chunks on a float16 cache added 1.15x and 1.19x in paired runs, GeGLU in one op "
+     "1.03-1.07x). At this benchmark's "
      "context (512-640 tokens) onnxruntime's `GroupQueryAttention`, which onnxruntime-genai "
      "runs too, took ~45 us a layer a step on the 270M (8 us at 32 tokens)."),
     ("- **Gemma 3 270M**: fusing its q/k norms, the next step named after the AMX runs, is worth "
