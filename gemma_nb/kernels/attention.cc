@@ -178,12 +178,9 @@ Exponentials exponentiate_avx512(float* scores, int64_t n) {
 // it (32 or 64 rows: 17-20), two cores at 29-30 and 31-33.
 constexpr int64_t kPrefetchRows = 16;
 
-// `bytes` from `first` in each of `rows` rows, `row_bytes` apart.
-inline void prefetch_rows(const void* first, int64_t rows, int64_t row_bytes, int64_t bytes) {
+inline void prefetch(const void* first, int64_t bytes) {  // every cache line of [first, first + bytes)
   const char* p = static_cast<const char*>(first);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(p + r * row_bytes + o, _MM_HINT_T0);
-  }
+  for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
 }
 
 // QR queries x KR keys of dot products, from query qi and key j.
@@ -209,11 +206,10 @@ void dots(const float* q, const C* keys, int64_t n, int64_t d, float* out, int64
 // QR queries from qi with every key, KR keys at a time.
 template <int QR, int KR, typename C>
 void query_rows(const float* q, const C* keys, int64_t n, int64_t d, float* out, int64_t qi) {
-  const int64_t row_bytes = d * static_cast<int64_t>(sizeof(C));
   int64_t j = 0;
   for (; j + KR <= n; j += KR) {
-    const int64_t ahead = std::min<int64_t>(KR, n - j - kPrefetchRows);
-    if (ahead > 0) prefetch_rows(keys + (j + kPrefetchRows) * d, ahead, row_bytes, row_bytes);
+    const int64_t ahead = std::min<int64_t>(KR, n - j - kPrefetchRows);  // rows: keys are contiguous
+    if (ahead > 0) prefetch(keys + (j + kPrefetchRows) * d, ahead * d * static_cast<int64_t>(sizeof(C)));
     dots<QR, KR>(q, keys, n, d, out, qi, j);
   }
   for (; j < n; ++j) dots<QR, 1>(q, keys, n, d, out, qi, j);
@@ -235,7 +231,7 @@ void weighted(const float* p, const T* values, int64_t n, int64_t d, float* out,
     for (auto& a : row) a = _mm512_setzero_ps();
   }
   for (int64_t j = 0; j < n; ++j) {
-    if (j + kPrefetchRows < n) prefetch_rows(values + (j + kPrefetchRows) * d + i, 1, 0, 16 * C * sizeof(T));
+    if (j + kPrefetchRows < n) prefetch(values + (j + kPrefetchRows) * d + i, 16 * C * sizeof(T));
     __m512 v[C];
     for (int c = 0; c < C; ++c) v[c] = load16(values + j * d + i + 16 * c);
     for (int qr = 0; qr < QR; ++qr) {
