@@ -17,7 +17,8 @@ import onnx
 from tqdm.auto import tqdm
 
 from gemma_nb.config import GemmaConfig
-from gemma_nb.folder import CONFIG_FILE, DATA_FILE, FORMAT_VERSION, GRAPH_FILE, TOKENIZER_FILE
+from gemma_nb.folder import (CONFIG_FILE, DATA_FILE, DATA_INDEX_FILE, FORMAT_VERSION, GRAPH_FILE,
+                             TOKENIZER_FILE)
 from gemma_nb.kernels import KERNEL_LAYOUT
 from gemma_nb.tokenizer import Tokenizer
 
@@ -124,9 +125,10 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
         bar = tqdm(total=cfg.num_layers, desc=f"export {dtype}", unit="layer",
                    disable=not progress)
         with open(staging / DATA_FILE, "wb") as data, bar:
-            model = build_decoder(cfg, pack, source.tensor, Tape(data, DATA_FILE),
-                                  progress=lambda: bar.update())
+            tape = Tape(data, DATA_FILE)
+            model = build_decoder(cfg, pack, source.tensor, tape, progress=lambda: bar.update())
         onnx.save_model(model, staging / GRAPH_FILE)
+        (staging / DATA_INDEX_FILE).write_text(json.dumps(tape.data_index) + "\n")
         (staging / TOKENIZER_FILE).write_bytes(tokenizer_bytes)
         info = {
             "format_version": FORMAT_VERSION,

@@ -24,6 +24,7 @@ class Tape:
         self._location = data_location
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
+        self.data_index: dict[str, dict[str, Any]] = {}  # gemma_nb.folder.DATA_INDEX_FILE
         self._names: set[str] = set()
 
     def fresh(self, hint: str) -> str:
@@ -65,6 +66,8 @@ class Tape:
                            ("length", str(array.nbytes))):
             tensor.external_data.add(key=key, value=value)
         self.initializers.append(tensor)
+        self.data_index[name] = {"dtype": array.dtype.name, "shape": list(array.shape),
+                                 "offset": offset, "bytes": array.nbytes}
         return name
 
     def alias(self, name: str, of: str, shape: tuple[int, ...]) -> str:
@@ -78,6 +81,7 @@ class Tape:
         tensor.data_location = TensorProto.EXTERNAL
         tensor.external_data.extend(source.external_data)
         self.initializers.append(tensor)
+        self.data_index[tensor.name] = {**self.data_index[of], "shape": list(shape)}
         return tensor.name
 
     def constant(self, name: str, array: np.ndarray | int | float | list) -> str:

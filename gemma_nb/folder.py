@@ -10,12 +10,15 @@ from .config import GemmaConfig
 from .errors import ModelFolderError
 from .kernels import KERNEL_DTYPE, KERNEL_LAYOUT
 
-__all__ = ["CONFIG_FILE", "GRAPH_FILE", "DATA_FILE", "TOKENIZER_FILE", "FORMAT_VERSION",
-           "read_model_info"]
+__all__ = ["CONFIG_FILE", "GRAPH_FILE", "DATA_FILE", "DATA_INDEX_FILE", "TOKENIZER_FILE",
+           "FORMAT_VERSION", "read_model_info"]
 
 CONFIG_FILE = "gemma_nb.json"
 GRAPH_FILE = "model.onnx"
 DATA_FILE = "model.onnx.data"
+# Where each weight of DATA_FILE lies: {name: {"dtype", "shape", "offset", "bytes"}}, so that the
+# runtime can read the weights itself (gemma_nb.huge_pages) without parsing the ONNX graph.
+DATA_INDEX_FILE = "model.onnx.data.json"
 TOKENIZER_FILE = "tokenizer.model"
 FORMAT_VERSION = 1
 
