@@ -60,6 +60,8 @@ def read_weights(folder: Path) -> HugePageWeights | None:
     index_file, data = folder / DATA_INDEX_FILE, folder / DATA_FILE
     if not sys.platform.startswith("linux") or not huge_pages_enabled() or not index_file.is_file():
         return None
+    if not data.is_file():
+        raise ModelFolderError(f"{data} is missing: the folder is incomplete; export it again")
     size = data.stat().st_size
     available = available_memory()
     if available is not None and available < MEMORY_FACTOR * size:

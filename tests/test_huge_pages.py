@@ -114,3 +114,13 @@ def test_an_index_that_is_not_json_is_a_clear_error(tiny_gemma2_int4_cpu, tmp_pa
     monkeypatch.setattr(huge_pages, "huge_pages_enabled", lambda: True)
     with pytest.raises(gemma_nb.ModelFolderError, match="not valid JSON.*export the folder again"):
         gemma_nb.load(broken, threads=1)
+
+
+@linux_only
+def test_a_missing_data_file_is_a_clear_error(tiny_gemma2_int4_cpu, tmp_path, monkeypatch):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_gemma2_int4_cpu, broken)
+    (broken / DATA_FILE).unlink()
+    monkeypatch.setattr(huge_pages, "huge_pages_enabled", lambda: True)
+    with pytest.raises(gemma_nb.ModelFolderError, match="onnx.data is missing.*export it again"):
+        gemma_nb.load(broken, threads=1)
