@@ -28,7 +28,7 @@ from .graph import build_decoder
 from .packing import DEFAULT_ACCURACY_LEVEL, DEFAULT_BLOCK_SIZE, DTYPES, packing_for, table_bits
 from .quant import QuantizationError
 from .sources import open_source, source_sha256
-from .tape import Tape
+from .tape import Tape, data_index
 from .tiles import BLOCK, TILE
 from .tensor_names import model_tensor_names
 
@@ -125,10 +125,10 @@ def export(src: str | Path, out: str | Path, *, dtype: str = "fp32",
         bar = tqdm(total=cfg.num_layers, desc=f"export {dtype}", unit="layer",
                    disable=not progress)
         with open(staging / DATA_FILE, "wb") as data, bar:
-            tape = Tape(data, DATA_FILE)
-            model = build_decoder(cfg, pack, source.tensor, tape, progress=lambda: bar.update())
+            model = build_decoder(cfg, pack, source.tensor, Tape(data, DATA_FILE),
+                                  progress=lambda: bar.update())
         onnx.save_model(model, staging / GRAPH_FILE)
-        (staging / DATA_INDEX_FILE).write_text(json.dumps(tape.data_index) + "\n")
+        (staging / DATA_INDEX_FILE).write_text(json.dumps(data_index(model.graph)) + "\n")
         (staging / TOKENIZER_FILE).write_bytes(tokenizer_bytes)
         info = {
             "format_version": FORMAT_VERSION,

@@ -11,8 +11,9 @@ from typing import Any, BinaryIO
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from onnx.external_data_helper import ExternalDataInfo
 
-__all__ = ["Tape"]
+__all__ = ["Tape", "data_index"]
 
 # Page-aligned offsets let ONNX Runtime memory-map large initializers instead of copying them.
 _ALIGNMENT = 4096
@@ -24,7 +25,6 @@ class Tape:
         self._location = data_location
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[TensorProto] = []
-        self.data_index: dict[str, dict[str, Any]] = {}  # gemma_nb.folder.DATA_INDEX_FILE
         self._names: set[str] = set()
 
     def fresh(self, hint: str) -> str:
@@ -66,8 +66,6 @@ class Tape:
                            ("length", str(array.nbytes))):
             tensor.external_data.add(key=key, value=value)
         self.initializers.append(tensor)
-        self.data_index[name] = {"dtype": array.dtype.name, "shape": list(array.shape),
-                                 "offset": offset, "bytes": array.nbytes}
         return name
 
     def alias(self, name: str, of: str, shape: tuple[int, ...]) -> str:
@@ -81,7 +79,6 @@ class Tape:
         tensor.data_location = TensorProto.EXTERNAL
         tensor.external_data.extend(source.external_data)
         self.initializers.append(tensor)
-        self.data_index[tensor.name] = {**self.data_index[of], "shape": list(shape)}
         return tensor.name
 
     def constant(self, name: str, array: np.ndarray | int | float | list) -> str:
@@ -89,3 +86,16 @@ class Tape:
         name = self.fresh(name)
         self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
         return name
+
+
+def data_index(graph: onnx.GraphProto) -> dict[str, dict[str, Any]]:
+    """Where each initializer kept in the external data file lies: gemma_nb.folder's
+    DATA_INDEX_FILE, which lets the runtime read the weights without parsing the graph."""
+    index = {}
+    for tensor in graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL:
+            where = ExternalDataInfo(tensor)
+            index[tensor.name] = {"dtype": helper.tensor_dtype_to_np_dtype(tensor.data_type).name,
+                                  "shape": list(tensor.dims), "offset": where.offset,
+                                  "bytes": where.length}
+    return index

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import onnxruntime as ort
 
 from .errors import ModelFolderError
 from .folder import DATA_FILE, DATA_INDEX_FILE
-from .session import available_memory
+from .mapped_pages import ON_LINUX
 
 __all__ = ["HugePageWeights", "read_weights", "huge_pages_enabled"]
 
@@ -55,15 +54,15 @@ def huge_pages_enabled(setting: Path = THP_SETTING) -> bool:
         return False
 
 
-def read_weights(folder: Path) -> HugePageWeights | None:
-    """`folder`'s weights in huge-page-backed memory, or None where that cannot help (above)."""
+def read_weights(folder: Path, available: int | None) -> HugePageWeights | None:
+    """`folder`'s weights in huge-page-backed memory, or None where that cannot help (above).
+    `available`: the bytes of memory the machine can give, None where it cannot be told."""
     index_file, data = folder / DATA_INDEX_FILE, folder / DATA_FILE
-    if not sys.platform.startswith("linux") or not huge_pages_enabled() or not index_file.is_file():
+    if not ON_LINUX or not huge_pages_enabled() or not index_file.is_file():
         return None
     if not data.is_file():
         raise ModelFolderError(f"{data} is missing: the folder is incomplete; export it again")
     size = data.stat().st_size
-    available = available_memory()
     if available is not None and available < MEMORY_FACTOR * size:
         return None
     try:

@@ -21,7 +21,6 @@ from .chat import format_chat
 from .config import GemmaConfig
 from .errors import ContextLengthError, EmptyPromptError, GemmaError
 from .folder import DATA_FILE, GRAPH_FILE, TOKENIZER_FILE, read_model_info
-from .huge_pages import read_weights
 from .kernels import KERNEL_DTYPE
 from .kv_cache import KVCache, graph_cache_dtype
 from .mapped_pages import release_resident_pages
@@ -89,8 +88,7 @@ def load(path: str | Path, provider: str = "cpu", threads: int | None = None) ->
     info, cfg = read_model_info(path)
     tokenizer = Tokenizer.from_file(path / TOKENIZER_FILE)
     kernel = info.get("dtype") == KERNEL_DTYPE
-    weights = read_weights(path) if kernel and provider.lower() == "cpu" else None
-    session = create_session(path / GRAPH_FILE, provider, threads, kernel=kernel, weights=weights)
+    session = create_session(path / GRAPH_FILE, provider, threads, kernel=kernel)
     if not kernel:  # its weights are read in place, every token
         release_resident_pages(path / DATA_FILE)  # the packed weights' scales: read once, at load
     model = Model(path, cfg, tokenizer, session, info, provider)

@@ -5,17 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import onnxruntime as ort
 
 from .errors import GemmaError
 from .folder import DATA_FILE
+from .huge_pages import read_weights
 from .kernels import KERNEL_DTYPE, kernel_isa, kernel_library
 from .signals import workers_started_deaf_to_interrupts
-
-if TYPE_CHECKING:
-    from .huge_pages import HugePageWeights
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +73,9 @@ def prepack_in_parallel(graph: Path) -> bool:
 
 
 def create_session(graph: Path, provider: str = "cpu", threads: int | None = None,
-                   kernel: bool = False,
-                   weights: HugePageWeights | None = None) -> ort.InferenceSession:
-    """`kernel`: the graph uses gemma-nb's own CPU ops (an int4-cpu folder). `weights`: the
-    graph's weights already in memory, used in place of its data file (gemma_nb.huge_pages)."""
+                   kernel: bool = False) -> ort.InferenceSession:
+    """`kernel`: the graph uses gemma-nb's own CPU ops (an int4-cpu folder), whose weights are
+    read into huge pages where that helps (gemma_nb.huge_pages) rather than mapped."""
     name = PROVIDERS.get(provider.lower())
     if name is None:
         raise ProviderError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
@@ -103,6 +99,7 @@ def create_session(graph: Path, provider: str = "cpu", threads: int | None = Non
                            "slower than --dtype int4 here", KERNEL_DTYPE)
     if not kernel and prepack_in_parallel(graph):  # the kernel's weights are never repacked
         options.add_session_config_entry(PARALLEL_PREPACK, "1")
+    weights = read_weights(graph.parent, available_memory()) if kernel else None
     for weight, value in (weights.initializers.items() if weights else ()):
         options.add_initializer(weight, value)  # not copied: `weights` must live as long
     providers = [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]

@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, load_model
 
 import gemma_nb
-from gemma_nb import huge_pages
+from gemma_nb import huge_pages, mapped_pages
 from gemma_nb.folder import DATA_FILE, DATA_INDEX_FILE, GRAPH_FILE
 from gemma_nb.mapped_pages import file_mappings
 
 # Whether a process maps the data file is told by Linux's /proc/self/smaps.
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
+linux_only = pytest.mark.skipif(not mapped_pages.ON_LINUX,
                                 reason="huge-page weights are read on Linux only")
 
 IDS = list(range(2, 30))
@@ -100,10 +99,8 @@ def test_a_machine_short_of_memory_keeps_the_file_mapped(tiny_gemma2_int4_cpu, m
     available, the file stays mapped."""
     size = (tiny_gemma2_int4_cpu / DATA_FILE).stat().st_size
     monkeypatch.setattr(huge_pages, "huge_pages_enabled", lambda: True)
-    monkeypatch.setattr(huge_pages, "available_memory", lambda: 2 * size - 1)
-    assert huge_pages.read_weights(tiny_gemma2_int4_cpu) is None
-    monkeypatch.setattr(huge_pages, "available_memory", lambda: 2 * size)
-    assert huge_pages.read_weights(tiny_gemma2_int4_cpu) is not None
+    assert huge_pages.read_weights(tiny_gemma2_int4_cpu, available=2 * size - 1) is None
+    assert huge_pages.read_weights(tiny_gemma2_int4_cpu, available=2 * size) is not None
 
 
 @linux_only
