@@ -43,6 +43,15 @@ def bf16(x: np.ndarray) -> np.ndarray:
     return rounded.astype(np.uint32).view(np.float32)
 
 
+def prompt_form_activations(x: np.ndarray) -> np.ndarray:
+    """avx512-vnni's prompt form: int8 per block of 32, the scale the least power of two at or
+    above absmax / 127."""
+    blocks = x.reshape(x.shape[0], -1, 32)
+    mantissa, exponent = np.frexp(np.abs(blocks).max(-1, keepdims=True) / np.float32(127))
+    scale = np.ldexp(np.float32(1), np.clip(np.where(mantissa == 0.5, exponent - 1, exponent), -126, 104))
+    return (np.rint(blocks / scale) * scale).reshape(x.shape)
+
+
 def one_op_session(tmp_path, arrays, node: helper.NodeProto, inputs, output):
     graph = helper.make_graph([node], "one_op", inputs, [output],
                               [numpy_helper.from_array(a, name) for name, a in arrays.items()])
@@ -79,7 +88,7 @@ def matmul_session(tmp_path, weight):
 def test_each_path_computes_its_documented_arithmetic(tmp_path, monkeypatch, isa, rows, n):
     """exact: fp32; generic and avx512-vnni: int8 activations per block of 32 (rows 8, 4, 2 and
     1 at a time; from 32 rows, avx512-vnni's prompt form: codes unpacked once, 3 tile rows a
-    task, 4 rows a pass and the rest one by one); amx: groups of 16 rows in bf16 (in pairs of groups, and one alone), the
+    task, 4 rows a pass and the rest one by one, power-of-two scales); amx: groups of 16 rows in bf16 (in pairs of groups, and one alone), the
     rows left over as avx512-vnni."""
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
     weight = tiled_weight(n)
@@ -91,14 +100,36 @@ def test_each_path_computes_its_documented_arithmetic(tmp_path, monkeypatch, isa
     y = session.run(None, {"x": x})[0]
     w = dequantize_tiles(weight["tiles"], weight["scales"], weight["zeros"])
     on_amx = rows // 16 * 16 if taken == "amx" else 0
-    modelled = np.concatenate([bf16(x[:on_amx]) @ bf16(w).T,
-                               (x if taken == "exact" else int8_activations(x, 32))[on_amx:] @ w.T])
+    rest = x[on_amx:]
+    if taken == "avx512-vnni" and rows >= 32:
+        rest = prompt_form_activations(rest)
+    elif taken != "exact":
+        rest = int8_activations(rest, 32)
+    modelled = np.concatenate([bf16(x[:on_amx]) @ bf16(w).T, rest @ w.T])
     exact = x @ w.T
     scale = np.abs(exact).max()
     assert np.abs(y - modelled).max() < 1e-5 * scale, (taken, np.abs(y - modelled).max())
     if taken != "exact":  # the approximation is really taken, and stays small
         assert np.abs(y - exact).max() > 10 * np.abs(y - modelled).max()
         assert np.abs(y - exact).max() < 0.02 * scale
+
+
+def test_the_prompt_form_keeps_zero_tiny_and_huge_blocks_finite(tmp_path, weight, monkeypatch):
+    """Its scales are powers of two added to a float's bits: a block of zeros must give 0, and
+    blocks far from 1 must neither overflow the scale nor lose the rest of the row."""
+    monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "avx512-vnni")
+    session = matmul_session(tmp_path, weight)
+    x = np.random.default_rng(4).standard_normal((40, K)).astype(np.float32)
+    x[:, :32] = 0
+    x[:10, 32:64] *= 1e-37
+    x[10:20, 32:64] *= 1e30
+    x[20:30] = 0
+    y = session.run(None, {"x": x})[0]
+    w = dequantize_tiles(weight["tiles"], weight["scales"], weight["zeros"])
+    modelled = (prompt_form_activations(x) if kernel_isa() == "avx512-vnni"
+                else int8_activations(x, 32)) @ w.T
+    assert np.isfinite(y).all() and (y[20:30] == 0).all()
+    np.testing.assert_allclose(y, modelled, rtol=1e-5, atol=1e-5 * np.abs(modelled[:10]).max())
 
 
 def test_sessions_made_under_different_caps_keep_their_own_paths(tmp_path, weight, monkeypatch):
