@@ -100,8 +100,9 @@ def create_session(graph: Path, provider: str = "cpu", threads: int | None = Non
     if not kernel and prepack_in_parallel(graph):  # the kernel's weights are never repacked
         options.add_session_config_entry(PARALLEL_PREPACK, "1")
     weights = read_weights(graph.parent, available_memory()) if kernel else None
-    for weight, value in (weights.initializers.items() if weights else ()):
-        options.add_initializer(weight, value)  # not copied: `weights` must live as long
+    if weights:
+        for weight, value in weights.initializers.items():
+            options.add_initializer(weight, value)  # not copied: `weights` must live as long
     providers = [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
     with workers_started_deaf_to_interrupts():  # the session's thread pools start here
         session = ort.InferenceSession(str(graph), options, providers=providers)

@@ -249,7 +249,7 @@ void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
   const float* x = a + i * kBlock;
   const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
   const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-  const int e = Prompt && amax > 0 ? power_of_two_scale(amax) : 0;
+  const int e = Prompt ? power_of_two_scale(amax) : 0;  // amax 0: e 0, every xq 0
   const __m512 inv = _mm512_set1_ps(Prompt ? std::ldexp(1.f, -e) : amax > 0 ? 127.f / amax : 0.f);
   const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv));
   const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
@@ -386,12 +386,13 @@ void prepared_rows(const MatMulJob& job, const __m512i* prepared, int64_t tile0,
         for (int c = 0; c < T; ++c) dot[c][r] = _mm512_dpbusd_epi32(dot[c][r], xb, codes[c]);
       }
     }
+    __m512i magic[R];  // the rows' kMagic * sx for this block
+    for (int r = 0; r < R; ++r) magic[r] = _mm512_castps_si512(_mm512_set1_ps(sx[r][b]));
     for (int c = 0; c < T; ++c) {
       const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales[c] + b * kTile)));
       for (int r = 0; r < R; ++r) {
-        const __m512i magic = _mm512_castps_si512(_mm512_set1_ps(sx[r][b]));
-        const __m512 scaled_dot = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_add_epi32(dot[c][r], magic)),
-                                                _mm512_castsi512_ps(magic));
+        const __m512 scaled_dot = _mm512_sub_ps(_mm512_castsi512_ps(_mm512_add_epi32(dot[c][r], magic[r])),
+                                                _mm512_castsi512_ps(magic[r]));
         acc[c][r] = _mm512_fmadd_ps(scaled_dot, scale, acc[c][r]);
       }
     }
