@@ -6,7 +6,8 @@ Each block mirrors its equation (Gemma-2 report, transformers' `modeling_gemma2.
 `GroupQueryAttention` (com.microsoft) applies RoPE (split halves), the score scale, the softcap,
 the causal/sliding mask and a KV cache whose past and present may share one buffer; `int4-cpu`
 graphs run gemma-nb's `Attention` (gemma_nb/kernels/attention.cc) with the same inputs and
-attributes, and its `GeGLU` (geglu.cc) in place of the MLP's Split, Gelu and Mul.
+attributes, plus Gemma-3's q/k norm weights (in place of a Split and per-head RMSNorms), and its
+`GeGLU` (geglu.cc) in place of the MLP's Split, Gelu and Mul.
 
 Fewer, larger kernels for speed (a decode step is ~15 ops a layer, each with a fixed cost):
 q|k|v and gate|up are each one matmul over stacked weights, and each residual Add is fused with
@@ -75,7 +76,11 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str
     p = f"layers.{i}"
     qkv = pack.fused_linear(t, x, [f"{p}.q", f"{p}.k", f"{p}.v"], f"{p}.qkv")
     qkv_inputs = [qkv, "", ""]  # GroupQueryAttention splits a packed q|k|v itself
-    if cfg.qk_norm:
+    norms, norm_attrs = [], {}
+    if cfg.qk_norm and pack.attention_takes_qk_norm:
+        norms = [t.weight(f"{p}.{n}", tensor(f"{p}.{n}")) for n in ("q_norm", "k_norm")]
+        norm_attrs = {"qk_norm_epsilon": cfg.rms_norm_eps}
+    elif cfg.qk_norm:
         q_size, kv_size = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
         q, k, v = t.op("Split", [qkv, t.constant("qkv_sizes", [q_size, kv_size, kv_size])],
                        axis=-1, outputs=3)
@@ -86,7 +91,7 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str
     op_type, domain = pack.attention_op
     out = t.op(
         op_type,
-        [*qkv_inputs, *past, seqlens_k, total_len, *rope],
+        [*qkv_inputs, *past, seqlens_k, total_len, *rope, *norms],
         domain=domain,
         name=f"{p}.attn",
         output_names=[t.fresh(f"{p}.attn_out"), f"present.{i}.key", f"present.{i}.value"],
@@ -97,6 +102,7 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str
         local_window_size=cfg.sliding_window if cfg.is_sliding(i) else -1,
         do_rotary=1,
         rotary_interleaved=0,
+        **norm_attrs,
     )[0]
     return pack.linear(t, out, f"{p}.o")
 

@@ -48,6 +48,9 @@ class Packing:
 
     # The attention op (type, domain): onnxruntime's GroupQueryAttention, which every provider runs.
     attention_op = ("GroupQueryAttention", MS)
+    # Whether that op takes Gemma 3's q/k norm weights itself (inputs q_norm, k_norm); if not, the
+    # graph normalizes q and k before it.
+    attention_takes_qk_norm = False
     cache_dtype = np.float32  # of the KV cache (past and present), as the attention op takes it
     # The op (type, domain) for the MLP's gelu_tanh(gate) * up in one node; None: Split, Gelu, Mul.
     geglu_op: tuple[str, str] | None = None
@@ -145,10 +148,12 @@ class TiledPacking(Packing):
     """`--dtype int4-cpu`: the int4 codes and zero points (scales in fp16) in the tiles that
     gemma-nb's CPU kernel reads in place; the tied table is one copy for Q4Gather and the head.
     Attention runs on the kernel's own op, with GroupQueryAttention's inputs and attributes, on a
-    float16 cache (as llama.cpp's default): half the bytes a decode step reads from it. The MLP's
-    gelu_tanh(gate) * up is the kernel's GeGLU, one pass over the gate|up output."""
+    float16 cache (as llama.cpp's default): half the bytes a decode step reads from it; it also
+    applies Gemma 3's q/k norms. The MLP's gelu_tanh(gate) * up is the kernel's GeGLU, one pass
+    over the gate|up output."""
 
     attention_op = ("Attention", GEMMA_NB)
+    attention_takes_qk_norm = True
     cache_dtype = np.float16
     geglu_op = ("GeGLU", GEMMA_NB)
 

@@ -17,16 +17,17 @@ SHORT, LONG = (7, 5), (300, 131)  # first prompts: each row's length (the second
 
 
 def attention_model(domain: str, heads: int, kv_heads: int, packed: bool, cache=np.float32,
-                    **attrs):
+                    qk_norm: bool = False, **attrs):
     op = "Attention" if domain == "gemma_nb" else "GroupQueryAttention"
     inputs = ["query", "" if packed else "key", "" if packed else "value", "past_key", "past_value",
               "seqlens_k", "total_sequence_length", "cos_cache", "sin_cache"]
+    inputs += ["q_norm", "k_norm"] if qk_norm else []
     node = helper.make_node(op, inputs, ["output", "present_key", "present_value"], domain=domain,
                             num_heads=heads, kv_num_heads=kv_heads, do_rotary=1,
                             rotary_interleaved=0, **attrs)
     f32, cached = TensorProto.FLOAT, helper.np_dtype_to_tensor_dtype(np.dtype(cache))
     graph_inputs = [helper.make_tensor_value_info(n, f32, None)
-                    for n in ("query", "cos_cache", "sin_cache")]
+                    for n in ("query", "cos_cache", "sin_cache") + ("q_norm", "k_norm") * qk_norm]
     graph_inputs += [helper.make_tensor_value_info(n, cached, None)
                      for n in ("past_key", "past_value")]
     graph_inputs += [helper.make_tensor_value_info(n, TensorProto.INT32, None)
@@ -64,8 +65,9 @@ def steps(rng, batch, width, prompt):
 
 
 def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch, prompt=SHORT,
-              cache_dtype=np.float32):
-    """Outputs of each step (rows' valid tokens only) and the final caches."""
+              cache_dtype=np.float32, adapt=lambda feeds: feeds):
+    """Outputs of each step (rows' valid tokens only) and the final caches; `adapt` rewrites
+    each step's feeds for the session."""
     rng = np.random.default_rng(head_size + heads)
     cos, sin = rope(head_size)
     q_width, kv_width = heads * head_size, kv_heads * head_size
@@ -82,6 +84,7 @@ def run_steps(sess, heads, kv_heads, head_size, packed, shared, batch, prompt=SH
         if not packed:
             feeds["key"] = rng.standard_normal((batch, new.shape[1], kv_width)).astype(np.float32)
             feeds["value"] = rng.standard_normal((batch, new.shape[1], kv_width)).astype(np.float32)
+        feeds = adapt(feeds)
         if shared:
             binding = sess.io_binding()
             binding.bind_output("output")  # first: copy_outputs_to_cpu() keeps the binding order
@@ -166,6 +169,70 @@ def test_decode_over_many_key_chunks_matches_group_query_attention(tmp_path, mon
     theirs = run_steps(session(tmp_path, "com.microsoft", **kw), heads, kv_heads, head_size,
                        True, True, 2, LONG)
     assert_matches(ours, theirs, cache)
+
+
+def rms_normed_heads(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    """Each head (the last axis in head-size pieces) x / sqrt(mean(x^2) + eps) * weight."""
+    heads = x.reshape(*x.shape[:-1], -1, weight.size).astype(np.float64)
+    normed = heads / np.sqrt((heads ** 2).mean(-1, keepdims=True) + eps) * weight
+    return normed.reshape(x.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("heads,kv_heads,head_size", [(4, 1, 256), (8, 4, 16)])
+@pytest.mark.parametrize("isa", ["avx512-vnni", "generic"])
+@pytest.mark.parametrize("cache", [np.float32, np.float16], ids=["fp32-cache", "fp16-cache"])
+def test_qk_norms_match_group_query_attention_on_normalized_heads(tmp_path, monkeypatch, heads,
+                                                                  kv_heads, head_size, isa,
+                                                                  cache):
+    """With q_norm and k_norm (Gemma 3), the op RMS-normalizes each query and key head before
+    rotating it: GroupQueryAttention given those heads normalized in numpy, on a padded batch's
+    prompt, a chunk and decode steps."""
+    monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
+    eps = 1e-6
+    rng = np.random.default_rng(7)
+    q_norm, k_norm = (rng.uniform(0.5, 2.0, head_size).astype(np.float32) for _ in range(2))
+    q_size, kv_size = heads * head_size, kv_heads * head_size
+    attrs = {"scale": head_size ** -0.5, "softcap": 50.0, "local_window_size": -1}
+    kw = dict(heads=heads, kv_heads=kv_heads, **attrs)
+
+    def with_norms(feeds):
+        return {**feeds, "q_norm": q_norm, "k_norm": k_norm}
+
+    def normalized(feeds):  # packed q|k|v -> GroupQueryAttention's q, k, v, q and k normalized
+        q, k, v = np.split(feeds.pop("query"), [q_size, q_size + kv_size], axis=-1)
+        return {**feeds, "query": rms_normed_heads(q, q_norm, eps),
+                "key": rms_normed_heads(k, k_norm, eps), "value": np.ascontiguousarray(v)}
+
+    ours_sess = session(tmp_path, "gemma_nb", cache=cache, packed=True, qk_norm=True,
+                        qk_norm_epsilon=eps, **kw)
+    theirs_sess = session(tmp_path, "com.microsoft", packed=False, **kw)
+    ours = run_steps(ours_sess, heads, kv_heads, head_size, True, True, 2, cache_dtype=cache,
+                     adapt=with_norms)
+    theirs = run_steps(theirs_sess, heads, kv_heads, head_size, True, True, 2,
+                       adapt=normalized)
+    assert_matches(ours, theirs, cache)
+    plain = run_steps(session(tmp_path, "gemma_nb", cache=cache, packed=True, **kw), heads,
+                      kv_heads, head_size, True, True, 2, cache_dtype=cache)
+    assert not np.allclose(plain[0][0][0], ours[0][0][0], atol=1e-2)  # the norms change it
+
+
+@pytest.mark.parametrize("given,message", [
+    ({"q_norm": 16, "k_norm": 16}, "need the attribute qk_norm_epsilon"),
+    ({"q_norm": 16, "k_norm": 8, "qk_norm_epsilon": 1e-6}, "head size's values"),
+])
+def test_bad_qk_norms_fail_the_run_with_a_reason(tmp_path, given, message):
+    sizes = {k: v for k, v in given.items() if k != "qk_norm_epsilon"}
+    attrs = {k: v for k, v in given.items() if k == "qk_norm_epsilon"}
+    sess = session(tmp_path, "gemma_nb", heads=2, kv_heads=1, packed=True, qk_norm=True,
+                   scale=0.25, softcap=0.0, local_window_size=-1, **attrs)
+    cos, sin = rope(16)
+    feeds = {"query": np.ones((1, 1, 64), np.float32), "seqlens_k": np.array([0], np.int32),
+             "total_sequence_length": np.array(1, np.int32), "cos_cache": cos, "sin_cache": sin,
+             "past_key": np.zeros((1, 1, 8, 16), np.float32),
+             "past_value": np.zeros((1, 1, 8, 16), np.float32),
+             **{name: np.ones(n, np.float32) for name, n in sizes.items()}}
+    with pytest.raises(Exception, match=message):
+        sess.run(None, feeds)
 
 
 def test_a_row_that_does_not_fit_the_cache_fails_the_run_not_the_process(tmp_path):

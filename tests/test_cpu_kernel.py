@@ -222,7 +222,8 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
     and values rounded to float16, as the graph's cache holds them. The same weights with fp32
     scales and zero points (plain int4), or on unrounded keys and values, are 10x further off,
     so the layout's fp16 scales and zero points and the float16 cache are what is checked. The
-    graph runs the kernel's own ops: Q4MatMul, Attention, and GeGLU for the MLP's gelu * up."""
+    graph runs the kernel's own ops: Q4MatMul, Attention (with Gemma 3's q/k norms), and GeGLU
+    for the MLP's gelu * up."""
     hf_dir = request.getfixturevalue(fixture)
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "exact")
     model = gemma_nb.load(export_once(hf_dir, fixture, "int4-cpu"))
@@ -231,6 +232,7 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
     graph = load_model(model.path / GRAPH_FILE, load_external_data=False).graph
     ops = {node.op_type for node in graph.node}
     assert {"Q4MatMul", "Attention", "GeGLU"} <= ops and not ops & {"Gelu", "GroupQueryAttention"}
+    assert "Split" not in ops  # packed q|k|v straight into Attention, Gemma 3's q/k norms in it
     source = open_source(hf_dir)
 
     def tiled(name: str) -> np.ndarray:

@@ -19,6 +19,7 @@ class AttentionKernel {
  private:
   int64_t heads_, kv_heads_, window_;
   float scale_, softcap_;
+  float qk_norm_epsilon_;  // -1 where the node has no such attribute
   int width_;
 };
 
@@ -29,12 +30,13 @@ struct AttentionOp : Ort::CustomOpBase<AttentionOp<Cache>, AttentionKernel> {
   void* CreateKernel(const OrtApi& api, const OrtKernelInfo* info) const { return new AttentionKernel(api, info); }
   const char* GetName() const { return "Attention"; }
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
-  size_t GetInputTypeCount() const { return 9; }
+  size_t GetInputTypeCount() const { return 11; }
   ONNXTensorElementDataType GetInputType(size_t i) const {
     return i == 5 || i == 6 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : i == 3 || i == 4 ? Cache : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
-  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {  // key, value: absent when packed
-    return i == 1 || i == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  // key, value: absent when packed; q_norm, k_norm: only for models with them (Gemma 3)
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    return i == 1 || i == 2 || i >= 9 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 3; }
   ONNXTensorElementDataType GetOutputType(size_t i) const { return i == 0 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : Cache; }
