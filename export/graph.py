@@ -12,7 +12,8 @@ attributes, plus Gemma-3's q/k norm weights (in place of a Split and per-head RM
 Fewer, larger kernels for speed (a decode step is ~15 ops a layer, each with a fixed cost):
 q|k|v and gate|up are each one matmul over stacked weights, and each residual Add is fused with
 the RMSNorm that reads its sum (SkipSimplifiedLayerNormalization), so a layer hands the next
-one (residual, delta) and the next one's input norm does the addition.
+one (residual, delta) and the next one's input norm does the addition. `int4-cpu` graphs also
+normalize the o and down projections' outputs in the matmul (8 ops a layer in all).
 
 Graph inputs: input_ids [batch, seq] int64; seqlens_k [batch] int32 (= total length - 1);
 total_sequence_length [] int32; logits_index [n] int64 (the positions whose logits we want, so
@@ -57,6 +58,15 @@ def add_rms_norm(t: Tape, x: str, delta: str | None, weight: np.ndarray, name: s
     return normed, total
 
 
+def normed_projection(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str,
+                      name: str, norm: str) -> str:
+    """rms_norm(x @ W^T) with the norm weights `norm` (Gemma's post-attention and post-MLP
+    norms), in the matmul itself where the packing's takes them."""
+    if pack.linear_takes_output_norm:
+        return pack.linear(t, x, name, norm=(t.weight(norm, tensor(norm)), cfg.rms_norm_eps))
+    return rms_norm(t, pack.linear(t, x, name), tensor(norm), norm, cfg.rms_norm_eps)
+
+
 def head_norm(t: Tape, x: str, weight: np.ndarray, name: str, heads: int, cfg: GemmaConfig) -> str:
     """Gemma-3 QK-norm: RMSNorm over head_dim of each head, before RoPE."""
     per_head = t.op("Reshape", [x, t.constant("heads_shape", [0, 0, heads, cfg.head_dim])])
@@ -73,6 +83,7 @@ def rope_cache(cfg: GemmaConfig, base: float, scale: float) -> tuple[np.ndarray,
 
 def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str, i: int,
               rope: tuple[str, str], seqlens_k: str, total_len: str) -> str:
+    """The heads' outputs, before the o projection."""
     p = f"layers.{i}"
     qkv = pack.fused_linear(t, x, [f"{p}.q", f"{p}.k", f"{p}.v"], f"{p}.qkv")
     qkv_inputs = [qkv, "", ""]  # GroupQueryAttention splits a packed q|k|v itself
@@ -89,7 +100,7 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str
         qkv_inputs = [q, k, v]
     past = [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
     op_type, domain = pack.attention_op
-    out = t.op(
+    return t.op(
         op_type,
         [*qkv_inputs, *past, seqlens_k, total_len, *rope, *norms],
         domain=domain,
@@ -104,20 +115,18 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str
         rotary_interleaved=0,
         **norm_attrs,
     )[0]
-    return pack.linear(t, out, f"{p}.o")
 
 
 def mlp(t: Tape, cfg: GemmaConfig, pack: Packing, x: str, i: int) -> str:
-    """down(gelu_tanh(gate(x)) * up(x))."""
+    """gelu_tanh(gate(x)) * up(x), before the down projection."""
     p, size = f"layers.{i}", cfg.intermediate_size
     gate_up = pack.fused_linear(t, x, [f"{p}.gate", f"{p}.up"], f"{p}.gate_up")
     if pack.geglu_op:
         op_type, domain = pack.geglu_op
-        return pack.linear(t, t.op(op_type, [gate_up], domain=domain), f"{p}.down")
+        return t.op(op_type, [gate_up], domain=domain)
     gate, up = t.op("Split", [gate_up, t.constant("ffn_sizes", [size, size])], axis=-1,
                     outputs=2)
-    return pack.linear(t, t.op("Mul", [t.op("Gelu", [gate], approximate="tanh"), up]),
-                       f"{p}.down")
+    return t.op("Mul", [t.op("Gelu", [gate], approximate="tanh"), up])
 
 
 def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str,
@@ -127,12 +136,12 @@ def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x:
     the block's output (the next block's input norm adds them)."""
     p, eps = f"layers.{i}", cfg.rms_norm_eps
     normed, x = add_rms_norm(t, x, delta, tensor(f"{p}.input_norm"), f"{p}.input_norm", eps)
-    attn = attention(t, cfg, pack, tensor, normed, i, rope, seqlens_k, total_len)
-    attn_delta = rms_norm(t, attn, tensor(f"{p}.post_attn_norm"), f"{p}.post_attn_norm", eps)
+    heads = attention(t, cfg, pack, tensor, normed, i, rope, seqlens_k, total_len)
+    attn_delta = normed_projection(t, cfg, pack, tensor, heads, f"{p}.o", f"{p}.post_attn_norm")
     normed, h = add_rms_norm(t, x, attn_delta, tensor(f"{p}.pre_ffw_norm"), f"{p}.pre_ffw_norm",
                              eps)
-    ffw = mlp(t, cfg, pack, normed, i)
-    return h, rms_norm(t, ffw, tensor(f"{p}.post_ffw_norm"), f"{p}.post_ffw_norm", eps)
+    return h, normed_projection(t, cfg, pack, tensor, mlp(t, cfg, pack, normed, i), f"{p}.down",
+                                f"{p}.post_ffw_norm")
 
 
 def softcap(t: Tape, x: str, cap: float | None) -> str:

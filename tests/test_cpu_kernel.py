@@ -132,6 +132,44 @@ def test_the_prompt_form_keeps_zero_tiny_and_huge_blocks_finite(tmp_path, weight
     np.testing.assert_allclose(y, modelled, rtol=1e-5, atol=1e-5 * np.abs(modelled[:10]).max())
 
 
+def normed_matmul_session(tmp_path, weight, **attrs):
+    node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "zeros", "norm"], ["y"],
+                            domain="gemma_nb", **attrs)
+    return one_op_session(
+        tmp_path, weight, node,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "norm")],
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, None))
+
+
+@pytest.mark.parametrize("isa", ["exact", "avx512-vnni"])
+@pytest.mark.parametrize("rows", [1, 15, 16, 40])  # from 16 rows, the norms run on the pool
+def test_an_output_norm_rms_normalizes_each_row_of_the_product(tmp_path, weight, monkeypatch,
+                                                                isa, rows):
+    """With `norm` (Gemma's post-attention and post-MLP norms), each output row is
+    y / sqrt(mean(y^2) + eps) * norm, y the product without it."""
+    monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, K)).astype(np.float32)
+    norm = rng.uniform(0.5, 2.0, N).astype(np.float32)
+    plain = matmul_session(tmp_path, weight).run(None, {"x": x})[0].astype(np.float64)
+    got = normed_matmul_session(tmp_path, weight, norm_epsilon=1e-6).run(
+        None, {"x": x, "norm": norm})[0]
+    expected = plain / np.sqrt((plain ** 2).mean(-1, keepdims=True) + 1e-6) * norm
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("attrs,norm_size,message", [
+    ({}, N, "needs the attribute norm_epsilon"),
+    ({"norm_epsilon": 1e-6}, N - 16, "one value for each of the weight's 80 outputs"),
+])
+def test_a_bad_output_norm_fails_the_run_with_a_reason(tmp_path, weight, attrs, norm_size,
+                                                       message):
+    session = normed_matmul_session(tmp_path, weight, **attrs)
+    with pytest.raises(Exception, match=message):
+        session.run(None, {"x": np.ones((1, K), np.float32),
+                           "norm": np.ones(norm_size, np.float32)})
+
+
 def test_sessions_made_under_different_caps_keep_their_own_paths(tmp_path, weight, monkeypatch):
     sessions = {}
     for isa in ("exact", "generic"):
@@ -233,6 +271,8 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
     ops = {node.op_type for node in graph.node}
     assert {"Q4MatMul", "Attention", "GeGLU"} <= ops and not ops & {"Gelu", "GroupQueryAttention"}
     assert "Split" not in ops  # packed q|k|v straight into Attention, Gemma 3's q/k norms in it
+    norms = [node.name for node in graph.node if node.op_type == "SimplifiedLayerNormalization"]
+    assert norms == ["layers.0.input_norm_1", "final_norm_1"]  # the rest in Q4MatMul and Attention
     source = open_source(hf_dir)
 
     def tiled(name: str) -> np.ndarray:

@@ -27,6 +27,7 @@
 // which otherwise takes a layer 7 onnxruntime nodes around the op (Split, 4 Reshapes and 2
 // SimplifiedLayerNormalizations; 1.03-1.07x the Gemma 3 270M's decode without them).
 #include "attention.h"
+#include "rms_norm.h"
 
 #include <algorithm>
 #include <cmath>
@@ -320,16 +321,7 @@ struct Job {
   void rotate(const float* x, const float* norm, int64_t position, float factor, float* y) const {
     const int64_t d = s->head_size, half = d / 2;
     const float *c = cos + position * half, *sn = sin + position * half;
-    float r = 1.f;
-    if (norm) {  // 8 partial sums (d: a multiple of 8), so that the compiler keeps them in vectors
-      float squares[8] = {};
-      for (int64_t i = 0; i < d; i += 8) {
-        for (int j = 0; j < 8; ++j) squares[j] += x[i + j] * x[i + j];
-      }
-      const float total = ((squares[0] + squares[1]) + (squares[2] + squares[3])) +
-                          ((squares[4] + squares[5]) + (squares[6] + squares[7]));
-      r = 1.f / std::sqrt(total / static_cast<float>(d) + norm_epsilon);
-    }
+    const float r = norm ? inverse_rms(x, d, norm_epsilon) : 1.f;
     for (int64_t i = 0; i < half; ++i) {
       const float x1 = norm ? x[i] * r * norm[i] : x[i], x2 = norm ? x[i + half] * r * norm[i + half] : x[i + half];
       y[i] = (x1 * c[i] - x2 * sn[i]) * factor;

@@ -12,7 +12,9 @@
 // so a weight is scale * (q - zero) (4.625 bits a weight in all). The kernel folds the zero
 // point into a minimum, -scale * zero, in fp32.
 //
-// Q4MatMul(A float [..., K], tiles, scales, zeros) -> [..., N]
+// Q4MatMul(A float [..., K], tiles, scales, zeros, norm? [N]) -> [..., N]; with norm (attribute
+//   norm_epsilon), each output row is RMS-normalized and scaled by it: Gemma's post-attention and
+//   post-MLP norms, one onnxruntime node fewer after the o and down projections.
 // Q4Gather(tiles, scales, zeros, ids int64 [...]) -> [..., K] (rows of a tied embedding table)
 //
 // Paths, chosen from what the CPU has; GEMMA_NB_KERNEL_ISA (exact, generic, avx2, avx512-vnni
@@ -48,6 +50,7 @@
 #include "attention.h"
 #include "geglu.h"
 #include "onnxruntime_lite_custom_op.h"
+#include "rms_norm.h"
 
 namespace {
 
@@ -647,9 +650,10 @@ void check_weight(const char* op, const std::vector<int64_t>& tiles, const std::
   }
 }
 
-void q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<float>& a,
-               const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
-               const Ort::Custom::Tensor<uint8_t>& zeros, Ort::Custom::Tensor<float>& y) {
+// The product into y; returns y's data.
+float* q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<float>& a,
+                 const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
+                 const Ort::Custom::Tensor<uint8_t>& zeros, Ort::Custom::Tensor<float>& y) {
   const std::vector<int64_t> a_shape = a.Shape(), w_shape = tiles.Shape();
   check_weight("Q4MatMul", w_shape, scales.Shape(), zeros.Shape());
   const int64_t blocks = w_shape[1], n = w_shape[0] * kTile, k = blocks * kBlock;
@@ -660,13 +664,13 @@ void q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<flo
   std::vector<int64_t> y_shape = a_shape;
   y_shape.back() = n;
   float* out = y.Allocate(y_shape);
-  if (m == 0) return;
+  if (m == 0) return out;
   Ort::KernelContext ctx(context);
   thread_local QuantizedRows x;  // the calling thread's, reused: no allocation per token
   MatMulJob job{a.Data(), tiles.Data(), half_bits(scales), zeros.Data(), &x, out, m, n, blocks, 0};
   if (isa == kExact) {
     ctx.ParallelFor(matmul_tile_exact, static_cast<size_t>(w_shape[0]), 0, &job);
-    return;
+    return out;
   }
 #if defined(__x86_64__)
   const int64_t groups = isa == kAmx ? m / 16 : 0;
@@ -679,7 +683,7 @@ void q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<flo
     job.first_row = groups * 16;
   }
 #endif
-  if (job.first_row == m) return;
+  if (job.first_row == m) return out;
   QuantizeBlock quantize = quantize_block_generic;  // a row's blocks: O(K), beside the O(N K) product
   void (*tiles_task)(void*, size_t) = matmul_tile_generic;
   int64_t tiles_a_task = 1;
@@ -692,19 +696,53 @@ void q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<flo
 #endif
   quantize_rows(ctx, quantize, a.Data() + job.first_row * k, (m - job.first_row) * blocks, x);
   ctx.ParallelFor(tiles_task, static_cast<size_t>((w_shape[0] + tiles_a_task - 1) / tiles_a_task), 0, &job);
+  return out;
+}
+
+struct NormJob {
+  float* rows;
+  const float* weight;
+  int64_t n;
+  float epsilon;
+};
+
+void normalize_row(void* data, size_t row) {
+  const auto& job = *static_cast<const NormJob*>(data);
+  float* x = job.rows + static_cast<int64_t>(row) * job.n;
+  const float r = gemma_nb::inverse_rms(x, job.n, job.epsilon);
+  for (int64_t i = 0; i < job.n; ++i) x[i] = x[i] * r * job.weight[i];
 }
 
 struct Q4MatMul {  // one per graph node: its path is fixed when the session is made
-  Q4MatMul(const OrtApi*, const OrtKernelInfo*) {
+  Q4MatMul(const OrtApi* api, const OrtKernelInfo* info) {
     const int cap = chosen_isa();
     isa = cap < 0 ? best_isa() : cap;
+    if (OrtStatus* absent = api->KernelInfoGetAttribute_float(info, "norm_epsilon", &norm_epsilon)) {
+      api->ReleaseStatus(absent);
+      norm_epsilon = -1.f;
+    }
   }
   void Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& a,
                const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
-               const Ort::Custom::Tensor<uint8_t>& zeros, Ort::Custom::Tensor<float>& y) {
-    q4_matmul(context, isa, a, tiles, scales, zeros, y);
+               const Ort::Custom::Tensor<uint8_t>& zeros, std::optional<const Ort::Custom::Tensor<float>*> norm,
+               Ort::Custom::Tensor<float>& y) {
+    float* out = q4_matmul(context, isa, a, tiles, scales, zeros, y);  // checks the shapes of a and the weight
+    if (!norm) return;
+    const int64_t n = tiles.Shape()[0] * kTile, rows = a.NumberOfElement() / (tiles.Shape()[1] * kBlock);
+    if ((*norm)->Shape() != std::vector<int64_t>{n}) {
+      ORT_CXX_API_THROW("Q4MatMul: norm must hold one value for each of the weight's " + std::to_string(n) + " outputs",
+                        ORT_INVALID_ARGUMENT);
+    }
+    if (norm_epsilon < 0.f) ORT_CXX_API_THROW("Q4MatMul: norm needs the attribute norm_epsilon", ORT_INVALID_ARGUMENT);
+    NormJob job{out, (*norm)->Data(), n, norm_epsilon};
+    if (rows < 16) {  // a decode step: one row, cheaper than waking the pool
+      for (int64_t r = 0; r < rows; ++r) normalize_row(&job, static_cast<size_t>(r));
+    } else {
+      Ort::KernelContext(context).ParallelFor(normalize_row, static_cast<size_t>(rows), 0, &job);
+    }
   }
   int isa;
+  float norm_epsilon;  // -1 where the node has no such attribute
 };
 
 void Q4Gather(const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
