@@ -11,9 +11,10 @@ attributes, plus Gemma-3's q/k norm weights (in place of a Split and per-head RM
 
 Fewer, larger kernels for speed (a decode step is ~15 ops a layer, each with a fixed cost):
 q|k|v and gate|up are each one matmul over stacked weights, and each residual Add is fused with
-the RMSNorm that reads its sum (SkipSimplifiedLayerNormalization), so a layer hands the next
-one (residual, delta) and the next one's input norm does the addition. `int4-cpu` graphs also
-normalize the o and down projections' outputs in the matmul (8 ops a layer in all).
+the RMSNorm that reads its sum (SkipSimplifiedLayerNormalization, the next block's input norm
+or the final norm), so a block hands the next one its output and that output normalized.
+`int4-cpu` graphs make the o and down projections' post-norms, residual adds and the norms
+after them in the matmul (6 ops a layer in all).
 
 Graph inputs: input_ids [batch, seq] int64; seqlens_k [batch] int32 (= total length - 1);
 total_sequence_length [] int32; logits_index [n] int64 (the positions whose logits we want, so
@@ -47,24 +48,26 @@ def rms_norm(t: Tape, x: str, weight: np.ndarray, name: str, eps: float) -> str:
                 axis=-1, epsilon=eps, stash_type=1, name=name)
 
 
-def add_rms_norm(t: Tape, x: str, delta: str | None, weight: np.ndarray, name: str,
+def add_rms_norm(t: Tape, x: str, delta: str, weight: np.ndarray, name: str,
                  eps: float) -> tuple[str, str]:
     """(rms_norm(x + delta), x + delta), both from one SkipSimplifiedLayerNormalization."""
-    if delta is None:
-        return rms_norm(t, x, weight, name, eps), x
     normed, total = t.fresh(f"{name}/out"), t.fresh(f"{name}/sum")
     t.op("SkipSimplifiedLayerNormalization", [delta, x, t.weight(name, weight)], domain=MS,
          name=name, output_names=[normed, "", "", total], epsilon=eps)
     return normed, total
 
 
-def normed_projection(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str,
-                      name: str, norm: str) -> str:
-    """rms_norm(x @ W^T) with the norm weights `norm` (Gemma's post-attention and post-MLP
-    norms), in the matmul itself where the packing's takes them."""
-    if pack.linear_takes_output_norm:
-        return pack.linear(t, x, name, norm=(t.weight(norm, tensor(norm)), cfg.rms_norm_eps))
-    return rms_norm(t, pack.linear(t, x, name), tensor(norm), norm, cfg.rms_norm_eps)
+def residual_projection(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str,
+                        name: str, norm: str, residual: str, next_norm: str) -> tuple[str, str]:
+    """(next_norm(h), h) for h = residual + norm(x @ W^T): a block's o or down projection, its
+    post-norm, the residual add and the norm that reads the sum (the next one's input), in one
+    op where the packing has it."""
+    eps = cfg.rms_norm_eps
+    if pack.fuses_residual:
+        weights = [t.weight(n, tensor(n)) for n in (norm, next_norm)]
+        return pack.residual_linear(t, x, name, weights[0], residual, weights[1], eps)
+    delta = rms_norm(t, pack.linear(t, x, name), tensor(norm), norm, eps)
+    return add_rms_norm(t, residual, delta, tensor(next_norm), next_norm, eps)
 
 
 def head_norm(t: Tape, x: str, weight: np.ndarray, name: str, heads: int, cfg: GemmaConfig) -> str:
@@ -129,19 +132,18 @@ def mlp(t: Tape, cfg: GemmaConfig, pack: Packing, x: str, i: int) -> str:
     return t.op("Mul", [t.op("Gelu", [gate], approximate="tanh"), up])
 
 
-def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str,
-                  delta: str | None, i: int, rope: tuple[str, str], seqlens_k: str,
-                  total_len: str) -> tuple[str, str]:
-    """One block on the input x + delta; returns (h, post_ffw_norm(mlp(...))), whose sum is
-    the block's output (the next block's input norm adds them)."""
-    p, eps = f"layers.{i}", cfg.rms_norm_eps
-    normed, x = add_rms_norm(t, x, delta, tensor(f"{p}.input_norm"), f"{p}.input_norm", eps)
+def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, normed: str,
+                  x: str, i: int, rope: tuple[str, str], seqlens_k: str, total_len: str,
+                  next_norm: str) -> tuple[str, str]:
+    """One block on its input x (`normed`: x through its input norm); returns its output and
+    that output through `next_norm` (the next block's input norm, or the final norm)."""
+    p = f"layers.{i}"
     heads = attention(t, cfg, pack, tensor, normed, i, rope, seqlens_k, total_len)
-    attn_delta = normed_projection(t, cfg, pack, tensor, heads, f"{p}.o", f"{p}.post_attn_norm")
-    normed, h = add_rms_norm(t, x, attn_delta, tensor(f"{p}.pre_ffw_norm"), f"{p}.pre_ffw_norm",
-                             eps)
-    return h, normed_projection(t, cfg, pack, tensor, mlp(t, cfg, pack, normed, i), f"{p}.down",
-                                f"{p}.post_ffw_norm")
+    normed, h = residual_projection(t, cfg, pack, tensor, heads, f"{p}.o", f"{p}.post_attn_norm",
+                                    x, f"{p}.pre_ffw_norm")
+    out_normed, out = residual_projection(t, cfg, pack, tensor, mlp(t, cfg, pack, normed, i),
+                                          f"{p}.down", f"{p}.post_ffw_norm", h, next_norm)
+    return out, out_normed
 
 
 def softcap(t: Tape, x: str, cap: float | None) -> str:
@@ -152,12 +154,12 @@ def softcap(t: Tape, x: str, cap: float | None) -> str:
     return t.op("Mul", [t.op("Tanh", [t.op("Div", [x, c])]), c])
 
 
-def lm_head(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, h: str,
-            input_ids: str, logits_index: str) -> str:
-    """Final norm and the tied (unscaled) embedding, only at the positions in logits_index."""
-    picked = t.op("Gather", [h, logits_index], axis=1)
-    normed = rms_norm(t, picked, tensor("final_norm"), "final_norm", cfg.rms_norm_eps)
-    flat = t.op("Reshape", [normed, t.constant("rows_shape", [-1, cfg.hidden_size])])
+def lm_head(t: Tape, cfg: GemmaConfig, pack: Packing, normed: str, input_ids: str,
+            logits_index: str) -> str:
+    """The tied (unscaled) embedding on the final-normed hidden states, only at the positions
+    in logits_index."""
+    picked = t.op("Gather", [normed, logits_index], axis=1)
+    flat = t.op("Reshape", [picked, t.constant("rows_shape", [-1, cfg.hidden_size])])
     logits2d = softcap(t, pack.tied_head(t, flat), cfg.final_softcap)
     batch = t.op("Shape", [input_ids], start=0, end=1)
     shape = t.op("Concat", [batch, t.constant("n_vocab", [-1, cfg.vocab_size])], axis=0)
@@ -171,17 +173,18 @@ def build_decoder(cfg: GemmaConfig, pack: Packing, tensor: TensorFn, tape: Tape,
     embedded = pack.embed(t, "input_ids")
     x = t.op("Mul", [embedded, t.constant("embed_scale", np.float32(cfg.embed_scale))])
     ropes: dict[tuple[float, float], tuple[str, str]] = {}
-    delta: str | None = None
+    normed = rms_norm(t, x, tensor("layers.0.input_norm"), "layers.0.input_norm", cfg.rms_norm_eps)
     for i in range(cfg.num_layers):
         base, scale = ((cfg.rope_base_local, 1.0) if cfg.is_sliding(i)
                        else (cfg.rope_base_global, cfg.rope_scale_global))
         if (base, scale) not in ropes:
             cos, sin = rope_cache(cfg, base, scale)
             ropes[(base, scale)] = (t.weight(f"cos_{base:g}", cos), t.weight(f"sin_{base:g}", sin))
-        x, delta = decoder_layer(t, cfg, pack, tensor, x, delta, i, ropes[(base, scale)],
-                                 "seqlens_k", "total_sequence_length")
+        next_norm = f"layers.{i + 1}.input_norm" if i + 1 < cfg.num_layers else "final_norm"
+        x, normed = decoder_layer(t, cfg, pack, tensor, normed, x, i, ropes[(base, scale)],
+                                  "seqlens_k", "total_sequence_length", next_norm)
         progress()
-    lm_head(t, cfg, pack, tensor, t.op("Add", [x, delta]), "input_ids", "logits_index")
+    lm_head(t, cfg, pack, normed, "input_ids", "logits_index")
 
     kv_shape = ["batch", cfg.num_kv_heads, "past_sequence_length", cfg.head_dim]
     present_shape = ["batch", cfg.num_kv_heads, "total_sequence_length", cfg.head_dim]

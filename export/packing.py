@@ -51,9 +51,9 @@ class Packing:
     # Whether that op takes Gemma 3's q/k norm weights itself (inputs q_norm, k_norm); if not, the
     # graph normalizes q and k before it.
     attention_takes_qk_norm = False
-    # Whether `linear` takes an RMSNorm for its output (norm=(weight name, epsilon)); if not, the
-    # graph normalizes after it.
-    linear_takes_output_norm = False
+    # Whether `residual_linear` makes a projection's norm, residual add and next norm in one op;
+    # if not, the graph adds them after `linear`.
+    fuses_residual = False
     cache_dtype = np.float32  # of the KV cache (past and present), as the attention op takes it
     # The op (type, domain) for the MLP's gelu_tanh(gate) * up in one node; None: Split, Gelu, Mul.
     geglu_op: tuple[str, str] | None = None
@@ -153,11 +153,12 @@ class TiledPacking(Packing):
     Attention runs on the kernel's own op, with GroupQueryAttention's inputs and attributes, on a
     float16 cache (as llama.cpp's default): half the bytes a decode step reads from it; it also
     applies Gemma 3's q/k norms. The MLP's gelu_tanh(gate) * up is the kernel's GeGLU, one pass
-    over the gate|up output, and the norms after the o and down projections are Q4MatMul's own."""
+    over the gate|up output, and the o and down projections' norms and residual adds are
+    Q4MatMul's own."""
 
     attention_op = ("Attention", GEMMA_NB)
     attention_takes_qk_norm = True
-    linear_takes_output_norm = True
+    fuses_residual = True
     cache_dtype = np.float16
     geglu_op = ("GeGLU", GEMMA_NB)
 
@@ -169,13 +170,18 @@ class TiledPacking(Packing):
         return [tape.weight(f"{name}.{part}", a)
                 for part, a in zip(("tiles", "tile_scales", "tile_zeros"), quantize_to_tiles(w))]
 
-    def linear(self, tape: Tape, x: str, name: str, norm: tuple[str, float] | None = None) -> str:
-        """Q4MatMul, with its output RMS-normalized by the weight `norm` names where given."""
-        inputs = [x, *self._tiled(tape, name, self.tensor(name))]
-        if norm is None:
-            return tape.op("Q4MatMul", inputs, domain=GEMMA_NB, name=name)
-        return tape.op("Q4MatMul", [*inputs, norm[0]], domain=GEMMA_NB, name=name,
-                       norm_epsilon=norm[1])
+    def linear(self, tape: Tape, x: str, name: str) -> str:
+        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, self.tensor(name))],
+                       domain=GEMMA_NB, name=name)
+
+    def residual_linear(self, tape: Tape, x: str, name: str, norm: str, residual: str,
+                        next_norm: str, eps: float) -> tuple[str, str]:
+        """(next_norm(h), h), h = residual + norm(x @ W^T), from one Q4MatMul (norms: weight
+        names)."""
+        outputs = [tape.fresh(f"{name}/out"), tape.fresh(f"{name}/sum")]
+        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, self.tensor(name)), norm,
+                                    residual, next_norm],
+                       domain=GEMMA_NB, name=name, output_names=outputs, norm_epsilon=eps)
 
     def fused_linear(self, tape: Tape, x: str, names: list[str], name: str) -> str:
         # blocks are per row, so quantizing the stacked rows is quantizing each part

@@ -132,42 +132,69 @@ def test_the_prompt_form_keeps_zero_tiny_and_huge_blocks_finite(tmp_path, weight
     np.testing.assert_allclose(y, modelled, rtol=1e-5, atol=1e-5 * np.abs(modelled[:10]).max())
 
 
-def normed_matmul_session(tmp_path, weight, **attrs):
-    node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "zeros", "norm"], ["y"],
-                            domain="gemma_nb", **attrs)
-    return one_op_session(
-        tmp_path, weight, node,
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "norm")],
-        helper.make_tensor_value_info("y", TensorProto.FLOAT, None))
+def residual_matmul_session(tmp_path, weight, **attrs):
+    node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "zeros", "norm", "residual",
+                                         "next_norm"], ["y", "sum"], domain="gemma_nb", **attrs)
+    graph = helper.make_graph(
+        [node], "one_op",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+         for n in ("x", "norm", "residual", "next_norm")],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "sum")],
+        [numpy_helper.from_array(a, name) for name, a in weight.items()])
+    model = helper.make_model(graph, ir_version=10, opset_imports=[
+        helper.make_opsetid("", 21), helper.make_opsetid("gemma_nb", 1)])
+    save_model(model, tmp_path / "residual.onnx")
+    return create_session(tmp_path / "residual.onnx", threads=2, kernel=True)
+
+
+def rms_normed(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    x = x.astype(np.float64)
+    return x / np.sqrt((x ** 2).mean(-1, keepdims=True) + eps) * weight
 
 
 @pytest.mark.parametrize("isa", ["exact", "avx512-vnni"])
-@pytest.mark.parametrize("rows", [1, 15, 16, 40])  # from 16 rows, the norms run on the pool
-def test_an_output_norm_rms_normalizes_each_row_of_the_product(tmp_path, weight, monkeypatch,
-                                                                isa, rows):
-    """With `norm` (Gemma's post-attention and post-MLP norms), each output row is
-    y / sqrt(mean(y^2) + eps) * norm, y the product without it."""
+@pytest.mark.parametrize("rows", [1, 15, 16, 40])  # from 16 rows, the rows run on the pool
+def test_a_residual_matmul_adds_its_normalized_product_and_normalizes_the_sum(
+        tmp_path, weight, monkeypatch, isa, rows):
+    """With norm, residual and next_norm (a Gemma block's o or down projection), the op gives
+    sum = residual + rms_norm(y) * norm and rms_norm(sum) * next_norm, y its plain product."""
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
     rng = np.random.default_rng(rows)
     x = rng.standard_normal((rows, K)).astype(np.float32)
-    norm = rng.uniform(0.5, 2.0, N).astype(np.float32)
-    plain = matmul_session(tmp_path, weight).run(None, {"x": x})[0].astype(np.float64)
-    got = normed_matmul_session(tmp_path, weight, norm_epsilon=1e-6).run(
-        None, {"x": x, "norm": norm})[0]
-    expected = plain / np.sqrt((plain ** 2).mean(-1, keepdims=True) + 1e-6) * norm
+    residual = rng.standard_normal((rows, N)).astype(np.float32) * 5
+    norm, next_norm = (rng.uniform(0.5, 2.0, N).astype(np.float32) for _ in range(2))
+    plain = matmul_session(tmp_path, weight).run(None, {"x": x})[0]
+    got, got_sum = residual_matmul_session(tmp_path, weight, norm_epsilon=1e-6).run(
+        None, {"x": x, "norm": norm, "residual": residual, "next_norm": next_norm})
+    expected_sum = residual + rms_normed(plain, norm, 1e-6)
+    expected = rms_normed(expected_sum, next_norm, 1e-6)
+    np.testing.assert_allclose(got_sum, expected_sum, rtol=1e-5, atol=1e-5 * np.abs(expected_sum).max())
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
-@pytest.mark.parametrize("attrs,norm_size,message", [
-    ({}, N, "needs the attribute norm_epsilon"),
-    ({"norm_epsilon": 1e-6}, N - 16, "one value for each of the weight's 80 outputs"),
+@pytest.mark.parametrize("attrs,sizes,message", [
+    ({}, (N, N, N), "needs the attribute norm_epsilon"),
+    ({"norm_epsilon": 1e-6}, (N - 16, N, N), "each hold one value for each of the weight's 80"),
+    ({"norm_epsilon": 1e-6}, (N, N - 16, N), "residual must have the output's shape"),
 ])
-def test_a_bad_output_norm_fails_the_run_with_a_reason(tmp_path, weight, attrs, norm_size,
-                                                       message):
-    session = normed_matmul_session(tmp_path, weight, **attrs)
+def test_a_bad_residual_matmul_fails_the_run_with_a_reason(tmp_path, weight, attrs, sizes,
+                                                           message):
+    session = residual_matmul_session(tmp_path, weight, **attrs)
+    norm, residual, next_norm = (np.ones(n, np.float32) for n in sizes)
     with pytest.raises(Exception, match=message):
-        session.run(None, {"x": np.ones((1, K), np.float32),
-                           "norm": np.ones(norm_size, np.float32)})
+        session.run(None, {"x": np.ones((1, K), np.float32), "norm": norm,
+                           "residual": residual[None], "next_norm": next_norm})
+
+
+def test_a_residual_matmul_needs_all_its_parts(tmp_path, weight):
+    node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "zeros", "norm"], ["y"],
+                            domain="gemma_nb", norm_epsilon=1e-6)
+    session = one_op_session(
+        tmp_path, weight, node,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "norm")],
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, None))
+    with pytest.raises(Exception, match="norm, residual and next_norm come together"):
+        session.run(None, {"x": np.ones((1, K), np.float32), "norm": np.ones(N, np.float32)})
 
 
 def test_sessions_made_under_different_caps_keep_their_own_paths(tmp_path, weight, monkeypatch):
@@ -271,8 +298,8 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
     ops = {node.op_type for node in graph.node}
     assert {"Q4MatMul", "Attention", "GeGLU"} <= ops and not ops & {"Gelu", "GroupQueryAttention"}
     assert "Split" not in ops  # packed q|k|v straight into Attention, Gemma 3's q/k norms in it
-    norms = [node.name for node in graph.node if node.op_type == "SimplifiedLayerNormalization"]
-    assert norms == ["layers.0.input_norm_1", "final_norm_1"]  # the rest in Q4MatMul and Attention
+    norms = [node.name for node in graph.node if "LayerNormalization" in node.op_type]
+    assert norms == ["layers.0.input_norm_1"]  # the rest in Q4MatMul and Attention
     source = open_source(hf_dir)
 
     def tiled(name: str) -> np.ndarray:

@@ -12,9 +12,11 @@
 // so a weight is scale * (q - zero) (4.625 bits a weight in all). The kernel folds the zero
 // point into a minimum, -scale * zero, in fp32.
 //
-// Q4MatMul(A float [..., K], tiles, scales, zeros, norm? [N]) -> [..., N]; with norm (attribute
-//   norm_epsilon), each output row is RMS-normalized and scaled by it: Gemma's post-attention and
-//   post-MLP norms, one onnxruntime node fewer after the o and down projections.
+// Q4MatMul(A float [..., K], tiles, scales, zeros, norm? [N], residual? [..., N], next_norm? [N])
+//   -> Y [..., N], sum? [..., N]. With the three optional inputs (attribute norm_epsilon), the
+//   o and down projections of a Gemma block take their norms and residual add along:
+//   sum = residual + rms_norm(A W^T) * norm, Y = rms_norm(sum) * next_norm, in place of a
+//   SimplifiedLayerNormalization and a SkipSimplifiedLayerNormalization after the product.
 // Q4Gather(tiles, scales, zeros, ids int64 [...]) -> [..., K] (rows of a tied embedding table)
 //
 // Paths, chosen from what the CPU has; GEMMA_NB_KERNEL_ISA (exact, generic, avx2, avx512-vnni
@@ -699,18 +701,22 @@ float* q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<f
   return out;
 }
 
-struct NormJob {
-  float* rows;
-  const float* weight;
+struct ResidualJob {  // the product's rows, from which sum and Y (in place) are made
+  float *rows, *sums;
+  const float *residual, *norm, *next_norm;
   int64_t n;
   float epsilon;
 };
 
-void normalize_row(void* data, size_t row) {
-  const auto& job = *static_cast<const NormJob*>(data);
-  float* x = job.rows + static_cast<int64_t>(row) * job.n;
-  const float r = gemma_nb::inverse_rms(x, job.n, job.epsilon);
-  for (int64_t i = 0; i < job.n; ++i) x[i] = x[i] * r * job.weight[i];
+void residual_row(void* data, size_t row) {
+  const auto& job = *static_cast<const ResidualJob*>(data);
+  const int64_t at = static_cast<int64_t>(row) * job.n;
+  float *y = job.rows + at, *sum = job.sums + at;
+  const float* residual = job.residual + at;
+  const float r = gemma_nb::inverse_rms(y, job.n, job.epsilon);
+  for (int64_t i = 0; i < job.n; ++i) sum[i] = residual[i] + y[i] * r * job.norm[i];
+  const float r_sum = gemma_nb::inverse_rms(sum, job.n, job.epsilon);
+  for (int64_t i = 0; i < job.n; ++i) y[i] = sum[i] * r_sum * job.next_norm[i];
 }
 
 struct Q4MatMul {  // one per graph node: its path is fixed when the session is made
@@ -725,20 +731,31 @@ struct Q4MatMul {  // one per graph node: its path is fixed when the session is 
   void Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& a,
                const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
                const Ort::Custom::Tensor<uint8_t>& zeros, std::optional<const Ort::Custom::Tensor<float>*> norm,
-               Ort::Custom::Tensor<float>& y) {
-    float* out = q4_matmul(context, isa, a, tiles, scales, zeros, y);  // checks the shapes of a and the weight
-    if (!norm) return;
-    const int64_t n = tiles.Shape()[0] * kTile, rows = a.NumberOfElement() / (tiles.Shape()[1] * kBlock);
-    if ((*norm)->Shape() != std::vector<int64_t>{n}) {
-      ORT_CXX_API_THROW("Q4MatMul: norm must hold one value for each of the weight's " + std::to_string(n) + " outputs",
-                        ORT_INVALID_ARGUMENT);
+               std::optional<const Ort::Custom::Tensor<float>*> residual,
+               std::optional<const Ort::Custom::Tensor<float>*> next_norm, Ort::Custom::Tensor<float>& y,
+               std::optional<Ort::Custom::Tensor<float>*> sum) {
+    const bool fused = norm.has_value();
+    if (residual.has_value() != fused || next_norm.has_value() != fused || sum.has_value() != fused) {
+      ORT_CXX_API_THROW("Q4MatMul: norm, residual and next_norm come together, with the output sum", ORT_INVALID_ARGUMENT);
     }
+    float* out = q4_matmul(context, isa, a, tiles, scales, zeros, y);  // checks the shapes of a and the weight
+    if (!fused) return;
+    const int64_t n = tiles.Shape()[0] * kTile, rows = a.NumberOfElement() / (tiles.Shape()[1] * kBlock);
+    const std::vector<int64_t> norm_shape{n};
+    if ((*norm)->Shape() != norm_shape || (*next_norm)->Shape() != norm_shape) {
+      ORT_CXX_API_THROW("Q4MatMul: norm and next_norm must each hold one value for each of the weight's " +
+                        std::to_string(n) + " outputs", ORT_INVALID_ARGUMENT);
+    }
+    std::vector<int64_t> y_shape = a.Shape();
+    y_shape.back() = n;
+    if ((*residual)->Shape() != y_shape) ORT_CXX_API_THROW("Q4MatMul: residual must have the output's shape", ORT_INVALID_ARGUMENT);
     if (norm_epsilon < 0.f) ORT_CXX_API_THROW("Q4MatMul: norm needs the attribute norm_epsilon", ORT_INVALID_ARGUMENT);
-    NormJob job{out, (*norm)->Data(), n, norm_epsilon};
+    ResidualJob job{out, (*sum)->Allocate(y_shape), (*residual)->Data(), (*norm)->Data(), (*next_norm)->Data(), n,
+                    norm_epsilon};
     if (rows < 16) {  // a decode step: one row, cheaper than waking the pool
-      for (int64_t r = 0; r < rows; ++r) normalize_row(&job, static_cast<size_t>(r));
+      for (int64_t r = 0; r < rows; ++r) residual_row(&job, static_cast<size_t>(r));
     } else {
-      Ort::KernelContext(context).ParallelFor(normalize_row, static_cast<size_t>(rows), 0, &job);
+      Ort::KernelContext(context).ParallelFor(residual_row, static_cast<size_t>(rows), 0, &job);
     }
   }
   int isa;
