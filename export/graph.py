@@ -135,15 +135,14 @@ def mlp(t: Tape, cfg: GemmaConfig, pack: Packing, x: str, i: int) -> str:
 def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, normed: str,
                   x: str, i: int, rope: tuple[str, str], seqlens_k: str, total_len: str,
                   next_norm: str) -> tuple[str, str]:
-    """One block on its input x (`normed`: x through its input norm); returns its output and
-    that output through `next_norm` (the next block's input norm, or the final norm)."""
+    """One block on its input x (`normed`: x through its input norm); returns its output
+    through `next_norm` (the next block's input norm, or the final norm), and its output."""
     p = f"layers.{i}"
     heads = attention(t, cfg, pack, tensor, normed, i, rope, seqlens_k, total_len)
     normed, h = residual_projection(t, cfg, pack, tensor, heads, f"{p}.o", f"{p}.post_attn_norm",
                                     x, f"{p}.pre_ffw_norm")
-    out_normed, out = residual_projection(t, cfg, pack, tensor, mlp(t, cfg, pack, normed, i),
-                                          f"{p}.down", f"{p}.post_ffw_norm", h, next_norm)
-    return out, out_normed
+    return residual_projection(t, cfg, pack, tensor, mlp(t, cfg, pack, normed, i), f"{p}.down",
+                               f"{p}.post_ffw_norm", h, next_norm)
 
 
 def softcap(t: Tape, x: str, cap: float | None) -> str:
@@ -181,7 +180,7 @@ def build_decoder(cfg: GemmaConfig, pack: Packing, tensor: TensorFn, tape: Tape,
             cos, sin = rope_cache(cfg, base, scale)
             ropes[(base, scale)] = (t.weight(f"cos_{base:g}", cos), t.weight(f"sin_{base:g}", sin))
         next_norm = f"layers.{i + 1}.input_norm" if i + 1 < cfg.num_layers else "final_norm"
-        x, normed = decoder_layer(t, cfg, pack, tensor, normed, x, i, ropes[(base, scale)],
+        normed, x = decoder_layer(t, cfg, pack, tensor, normed, x, i, ropes[(base, scale)],
                                   "seqlens_k", "total_sequence_length", next_norm)
         progress()
     lm_head(t, cfg, pack, normed, "input_ids", "logits_index")
