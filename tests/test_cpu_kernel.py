@@ -52,8 +52,8 @@ def prompt_form_activations(x: np.ndarray) -> np.ndarray:
     return (np.rint(blocks / scale) * scale).reshape(x.shape)
 
 
-def one_op_session(tmp_path, arrays, node: helper.NodeProto, inputs, output):
-    graph = helper.make_graph([node], "one_op", inputs, [output],
+def one_op_session(tmp_path, arrays, node: helper.NodeProto, inputs, *outputs):
+    graph = helper.make_graph([node], "one_op", inputs, list(outputs),
                               [numpy_helper.from_array(a, name) for name, a in arrays.items()])
     model = helper.make_model(graph, ir_version=10, opset_imports=[
         helper.make_opsetid("", 21), helper.make_opsetid("gemma_nb", 1)])
@@ -135,16 +135,11 @@ def test_the_prompt_form_keeps_zero_tiny_and_huge_blocks_finite(tmp_path, weight
 def residual_matmul_session(tmp_path, weight, **attrs):
     node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "zeros", "norm", "residual",
                                          "next_norm"], ["y", "sum"], domain="gemma_nb", **attrs)
-    graph = helper.make_graph(
-        [node], "one_op",
+    return one_op_session(
+        tmp_path, weight, node,
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
          for n in ("x", "norm", "residual", "next_norm")],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "sum")],
-        [numpy_helper.from_array(a, name) for name, a in weight.items()])
-    model = helper.make_model(graph, ir_version=10, opset_imports=[
-        helper.make_opsetid("", 21), helper.make_opsetid("gemma_nb", 1)])
-    save_model(model, tmp_path / "residual.onnx")
-    return create_session(tmp_path / "residual.onnx", threads=2, kernel=True)
+        *(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "sum")))
 
 
 def rms_normed(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:

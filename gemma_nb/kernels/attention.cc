@@ -321,9 +321,13 @@ struct Job {
   void rotate(const float* x, const float* norm, int64_t position, float factor, float* y) const {
     const int64_t d = s->head_size, half = d / 2;
     const float *c = cos + position * half, *sn = sin + position * half;
-    const float r = norm ? inverse_rms(x, d, norm_epsilon) : 1.f;
+    if (norm) {  // normalized into y, then rotated there
+      const float r = inverse_rms(x, d, norm_epsilon);
+      for (int64_t i = 0; i < d; ++i) y[i] = x[i] * r * norm[i];
+      x = y;
+    }
     for (int64_t i = 0; i < half; ++i) {
-      const float x1 = norm ? x[i] * r * norm[i] : x[i], x2 = norm ? x[i + half] * r * norm[i + half] : x[i + half];
+      const float x1 = x[i], x2 = x[i + half];  // read before y's pair is written
       y[i] = (x1 * c[i] - x2 * sn[i]) * factor;
       y[i + half] = (x2 * c[i] + x1 * sn[i]) * factor;
     }

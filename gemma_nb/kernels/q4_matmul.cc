@@ -652,8 +652,13 @@ void check_weight(const char* op, const std::vector<int64_t>& tiles, const std::
   }
 }
 
-// The product into y; returns y's data.
-float* q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<float>& a,
+struct Product {  // what q4_matmul wrote: y's data, its shape and its rows
+  float* data;
+  std::vector<int64_t> shape;
+  int64_t rows;
+};
+
+Product q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<float>& a,
                  const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
                  const Ort::Custom::Tensor<uint8_t>& zeros, Ort::Custom::Tensor<float>& y) {
   const std::vector<int64_t> a_shape = a.Shape(), w_shape = tiles.Shape();
@@ -666,13 +671,14 @@ float* q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<f
   std::vector<int64_t> y_shape = a_shape;
   y_shape.back() = n;
   float* out = y.Allocate(y_shape);
-  if (m == 0) return out;
+  const Product product{out, y_shape, m};
+  if (m == 0) return product;
   Ort::KernelContext ctx(context);
   thread_local QuantizedRows x;  // the calling thread's, reused: no allocation per token
   MatMulJob job{a.Data(), tiles.Data(), half_bits(scales), zeros.Data(), &x, out, m, n, blocks, 0};
   if (isa == kExact) {
     ctx.ParallelFor(matmul_tile_exact, static_cast<size_t>(w_shape[0]), 0, &job);
-    return out;
+    return product;
   }
 #if defined(__x86_64__)
   const int64_t groups = isa == kAmx ? m / 16 : 0;
@@ -685,7 +691,7 @@ float* q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<f
     job.first_row = groups * 16;
   }
 #endif
-  if (job.first_row == m) return out;
+  if (job.first_row == m) return product;
   QuantizeBlock quantize = quantize_block_generic;  // a row's blocks: O(K), beside the O(N K) product
   void (*tiles_task)(void*, size_t) = matmul_tile_generic;
   int64_t tiles_a_task = 1;
@@ -698,7 +704,7 @@ float* q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<f
 #endif
   quantize_rows(ctx, quantize, a.Data() + job.first_row * k, (m - job.first_row) * blocks, x);
   ctx.ParallelFor(tiles_task, static_cast<size_t>((w_shape[0] + tiles_a_task - 1) / tiles_a_task), 0, &job);
-  return out;
+  return product;
 }
 
 struct ResidualJob {  // the product's rows, from which sum and Y (in place) are made
@@ -738,24 +744,22 @@ struct Q4MatMul {  // one per graph node: its path is fixed when the session is 
     if (residual.has_value() != fused || next_norm.has_value() != fused || sum.has_value() != fused) {
       ORT_CXX_API_THROW("Q4MatMul: norm, residual and next_norm come together, with the output sum", ORT_INVALID_ARGUMENT);
     }
-    float* out = q4_matmul(context, isa, a, tiles, scales, zeros, y);  // checks the shapes of a and the weight
+    if (fused && norm_epsilon < 0.f) ORT_CXX_API_THROW("Q4MatMul: norm needs the attribute norm_epsilon", ORT_INVALID_ARGUMENT);
+    const Product product = q4_matmul(context, isa, a, tiles, scales, zeros, y);  // checks a's and the weight's shapes
     if (!fused) return;
-    const int64_t n = tiles.Shape()[0] * kTile, rows = a.NumberOfElement() / (tiles.Shape()[1] * kBlock);
+    const int64_t n = product.shape.back();
     const std::vector<int64_t> norm_shape{n};
     if ((*norm)->Shape() != norm_shape || (*next_norm)->Shape() != norm_shape) {
       ORT_CXX_API_THROW("Q4MatMul: norm and next_norm must each hold one value for each of the weight's " +
                         std::to_string(n) + " outputs", ORT_INVALID_ARGUMENT);
     }
-    std::vector<int64_t> y_shape = a.Shape();
-    y_shape.back() = n;
-    if ((*residual)->Shape() != y_shape) ORT_CXX_API_THROW("Q4MatMul: residual must have the output's shape", ORT_INVALID_ARGUMENT);
-    if (norm_epsilon < 0.f) ORT_CXX_API_THROW("Q4MatMul: norm needs the attribute norm_epsilon", ORT_INVALID_ARGUMENT);
-    ResidualJob job{out, (*sum)->Allocate(y_shape), (*residual)->Data(), (*norm)->Data(), (*next_norm)->Data(), n,
-                    norm_epsilon};
-    if (rows < 16) {  // a decode step: one row, cheaper than waking the pool
-      for (int64_t r = 0; r < rows; ++r) residual_row(&job, static_cast<size_t>(r));
+    if ((*residual)->Shape() != product.shape) ORT_CXX_API_THROW("Q4MatMul: residual must have the output's shape", ORT_INVALID_ARGUMENT);
+    ResidualJob job{product.data, (*sum)->Allocate(product.shape), (*residual)->Data(), (*norm)->Data(),
+                    (*next_norm)->Data(), n, norm_epsilon};
+    if (product.rows < 16) {  // a decode step: one row, cheaper than waking the pool
+      for (int64_t r = 0; r < product.rows; ++r) residual_row(&job, static_cast<size_t>(r));
     } else {
-      Ort::KernelContext(context).ParallelFor(residual_row, static_cast<size_t>(rows), 0, &job);
+      Ort::KernelContext(context).ParallelFor(residual_row, static_cast<size_t>(product.rows), 0, &job);
     }
   }
   int isa;

@@ -1,5 +1,6 @@
-// RMSNorm's scale for one row: Attention's q/k norms (attention.cc) and Q4MatMul's output norm
-// (q4_matmul.cc) normalize as onnxruntime's SimplifiedLayerNormalization does, in fp32.
+// RMSNorm's scale for one row: Attention's q/k norms (attention.cc) and Q4MatMul's norms after a
+// block's o and down projections (q4_matmul.cc) normalize as onnxruntime's
+// SimplifiedLayerNormalization does, in fp32.
 #pragma once
 
 #include <cmath>
