@@ -109,6 +109,22 @@ def test_ctrl_c_during_a_long_prompt_stops_after_the_running_chunk(model, monkey
     assert cache.lengths.tolist() == [4]  # the other 16 tokens never ran
 
 
+def test_only_a_prompts_last_chunk_asks_for_logits(model, monkeypatch):
+    monkeypatch.setattr(model_module, "PREFILL_CHUNK", 4)
+    rows_asked: list[int] = []
+    run = model._forward
+
+    def recording(cache, ids, logits_index, *rest):
+        rows_asked.append(len(logits_index))
+        return run(cache, ids, logits_index, *rest)
+
+    monkeypatch.setattr(model, "_forward", recording)
+    prompt = [model.tokenizer.bos_id, *range(5, 15)]  # 11 tokens: chunks of 4, 4, 3
+    assert model.prefill(model.new_cache(11), prompt).shape == (model.config.vocab_size,)
+    model.generate(prompt, max_new_tokens=2)
+    assert rows_asked == [0, 0, 1, 0, 0, 1, 1]  # prefill; generate's chunks, then one decode step
+
+
 def test_a_long_prompt_streams_an_empty_piece_between_chunks(model, monkeypatch):
     monkeypatch.setattr(model_module, "PREFILL_CHUNK", 4)
     prompt = [model.tokenizer.bos_id, *range(5, 15)]  # 11 tokens: chunks of 4, 4, 3

@@ -229,10 +229,10 @@ def test_stop_while_the_prompt_is_read_ends_it_after_the_running_chunk(model, mo
     chunks: list[int] = []
     run_chunk = model._prefill_chunk
 
-    def slow_chunk(cache, chunk):
+    def slow_chunk(cache, chunk, last):
         chunks.append(len(chunk))
         time.sleep(0.2)
-        return run_chunk(cache, chunk)
+        return run_chunk(cache, chunk, last)
 
     monkeypatch.setattr(model, "_prefill_chunk", slow_chunk)
     chat = Chat(model, max_tokens=20)
