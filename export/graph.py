@@ -6,15 +6,14 @@ Each block mirrors its equation (Gemma-2 report, transformers' `modeling_gemma2.
 `GroupQueryAttention` (com.microsoft) applies RoPE (split halves), the score scale, the softcap,
 the causal/sliding mask and a KV cache whose past and present may share one buffer; `int4-cpu`
 graphs run gemma-nb's `Attention` (gemma_nb/kernels/attention.cc) with the same inputs and
-attributes, plus Gemma-3's q/k norm weights (in place of a Split and per-head RMSNorms), and its
-`GeGLU` (geglu.cc) in place of the MLP's Split, Gelu and Mul.
+attributes, plus Gemma-3's q/k norm weights (in place of a Split and per-head RMSNorms).
 
 Fewer, larger kernels for speed (a decode step is ~15 ops a layer, each with a fixed cost):
 q|k|v and gate|up are each one matmul over stacked weights, and each residual Add is fused with
 the RMSNorm that reads its sum (SkipSimplifiedLayerNormalization, the next block's input norm
 or the final norm), so a block hands the next one its output and that output normalized.
 `int4-cpu` graphs make the o and down projections' post-norms, residual adds and the norms
-after them in the matmul (6 ops a layer in all).
+after them, and the MLP's gelu_tanh(gate) * up, in the matmuls (5 ops a layer in all).
 
 Graph inputs: input_ids [batch, seq] int64; seqlens_k [batch] int32 (= total length - 1);
 total_sequence_length [] int32; logits_index [n] int64 (the positions whose logits we want, so
@@ -123,10 +122,10 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str
 def mlp(t: Tape, cfg: GemmaConfig, pack: Packing, x: str, i: int) -> str:
     """gelu_tanh(gate(x)) * up(x), before the down projection."""
     p, size = f"layers.{i}", cfg.intermediate_size
-    gate_up = pack.fused_linear(t, x, [f"{p}.gate", f"{p}.up"], f"{p}.gate_up")
-    if pack.geglu_op:
-        op_type, domain = pack.geglu_op
-        return t.op(op_type, [gate_up], domain=domain)
+    names = [f"{p}.gate", f"{p}.up"]
+    if pack.fuses_geglu:
+        return pack.geglu_linear(t, x, names, f"{p}.gate_up")
+    gate_up = pack.fused_linear(t, x, names, f"{p}.gate_up")
     gate, up = t.op("Split", [gate_up, t.constant("ffn_sizes", [size, size])], axis=-1,
                     outputs=2)
     return t.op("Mul", [t.op("Gelu", [gate], approximate="tanh"), up])

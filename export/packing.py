@@ -1,7 +1,8 @@
 """How weight matrices become ONNX initializers and the ops that read them (`--dtype`).
 
-The graph builder calls only `linear`, `fused_linear`, `embed` and `tied_head`; each packing fetches its own
-weights from the source, so one that re-encodes GGUF blocks can read them raw.
+The graph builder calls only `linear`, `fused_linear`, `embed` and `tied_head` (and, where a packing
+has them, `residual_linear` and `geglu_linear`); each packing fetches its own weights from the
+source, so one that re-encodes GGUF blocks can read them raw.
 
 | dtype | projections | embedding / lm_head (one shared table) |
 |---|---|---|
@@ -25,7 +26,7 @@ from .quant import (PackedWeight, QuantizationError, quantize_asymmetric, quanti
                     reencode_gguf, stack_rows)
 from .sources import WeightsSource
 from .tape import Tape
-from .tiles import BLOCK, quantize_to_tiles
+from .tiles import BLOCK, alternate_tile_rows, quantize_to_tiles
 
 __all__ = ["Packing", "packing_for", "table_bits", "DTYPES", "DEFAULT_BLOCK_SIZE",
            "DEFAULT_ACCURACY_LEVEL"]
@@ -54,9 +55,10 @@ class Packing:
     # Whether `residual_linear` makes a projection's norm, residual add and next norm in one op;
     # if not, the graph adds them after `linear`.
     fuses_residual = False
+    # Whether `geglu_linear` makes the MLP's gelu_tanh(gate) * up with its gate|up projection; if
+    # not, the graph adds a Split, a Gelu and a Mul after `fused_linear`.
+    fuses_geglu = False
     cache_dtype = np.float32  # of the KV cache (past and present), as the attention op takes it
-    # The op (type, domain) for the MLP's gelu_tanh(gate) * up in one node; None: Split, Gelu, Mul.
-    geglu_op: tuple[str, str] | None = None
 
     def __init__(self, tensor: TensorFn, dtype: str = "fp32"):
         self.tensor = tensor
@@ -152,15 +154,14 @@ class TiledPacking(Packing):
     gemma-nb's CPU kernel reads in place; the tied table is one copy for Q4Gather and the head.
     Attention runs on the kernel's own op, with GroupQueryAttention's inputs and attributes, on a
     float16 cache (as llama.cpp's default): half the bytes a decode step reads from it; it also
-    applies Gemma 3's q/k norms. The MLP's gelu_tanh(gate) * up is the kernel's GeGLU, one pass
-    over the gate|up output, and the o and down projections' norms and residual adds are
-    Q4MatMul's own."""
+    applies Gemma 3's q/k norms. The MLP's gelu_tanh(gate) * up, and the o and down projections'
+    norms and residual adds, are Q4MatMul's own."""
 
     attention_op = ("Attention", GEMMA_NB)
     attention_takes_qk_norm = True
     fuses_residual = True
+    fuses_geglu = True
     cache_dtype = np.float16
-    geglu_op = ("GeGLU", GEMMA_NB)
 
     def __init__(self, tensor: TensorFn):
         super().__init__(tensor)
@@ -188,6 +189,13 @@ class TiledPacking(Packing):
         stacked = np.concatenate([self.tensor(n) for n in names])
         return tape.op("Q4MatMul", [x, *self._tiled(tape, name, stacked)], domain=GEMMA_NB,
                        name=name)
+
+    def geglu_linear(self, tape: Tape, x: str, names: list[str], name: str) -> str:
+        """gelu_tanh(x @ W_gate^T) * (x @ W_up^T) for names [gate, up] from one Q4MatMul
+        (geglu=1): the product never leaves the kernel's cache."""
+        rows = alternate_tile_rows(*(self.tensor(n) for n in names))
+        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, rows)], domain=GEMMA_NB,
+                       name=name, geglu=1)
 
     def embed(self, tape: Tape, ids: str) -> str:
         self._tiles = self._tiled(tape, "embed", self.tensor("embed"))

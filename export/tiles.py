@@ -14,7 +14,7 @@ import numpy as np
 from .quant import PackedWeight, QuantizationError, quantize_asymmetric, unpacked_codes
 
 __all__ = ["BLOCK", "TILE", "to_tiles", "tiles_from_packed", "quantize_to_tiles",
-           "dequantize_tiles"]
+           "dequantize_tiles", "alternate_tile_rows"]
 
 BLOCK, TILE = 32, 16
 
@@ -51,6 +51,14 @@ def tiles_from_packed(p: PackedWeight) -> tuple[np.ndarray, np.ndarray, np.ndarr
     codes, zero = unpacked_codes(p)
     scale = p.scales.reshape(p.N, p.n_blocks)
     return to_tiles(codes, scale, zero)
+
+
+def alternate_tile_rows(gate: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """The rows of gate and up [F, K] as Q4MatMul's geglu takes them: 16 gate rows, the same 16
+    up rows, the next 16 gate rows, ... (a decode step reads both halves in one stream)."""
+    f, k = gate.shape
+    return np.stack([gate.reshape(f // TILE, TILE, k), up.reshape(f // TILE, TILE, k)],
+                    axis=1).reshape(2 * f, k)
 
 
 def quantize_to_tiles(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -20,7 +20,8 @@ from gemma_export import export
 from gemma_export.exporter import check_tiles
 from gemma_export.quant import QuantizationError, quantize_asymmetric, unpacked_codes
 from gemma_export.sources import open_source
-from gemma_export.tiles import dequantize_tiles, quantize_to_tiles, tiles_from_packed
+from gemma_export.tiles import (alternate_tile_rows, dequantize_tiles, quantize_to_tiles,
+                                tiles_from_packed)
 from onnx import TensorProto, helper, load_model, numpy_helper, save_model
 from test_parity_tiny import prompt_ids
 from test_quantized_exports import int8_activations, reference_logits
@@ -73,9 +74,9 @@ def weight():
     return tiled_weight(N)
 
 
-def matmul_session(tmp_path, weight):
+def matmul_session(tmp_path, weight, **attrs):
     node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "zeros"], ["y"],
-                            domain="gemma_nb")
+                            domain="gemma_nb", **attrs)
     return one_op_session(
         tmp_path, weight, node,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
@@ -192,6 +193,70 @@ def test_a_residual_matmul_needs_all_its_parts(tmp_path, weight):
         session.run(None, {"x": np.ones((1, K), np.float32), "norm": np.ones(N, np.float32)})
 
 
+def gelu_tanh(gate: np.ndarray) -> np.ndarray:
+    gate = gate.astype(np.float64)
+    return 0.5 * gate * (1 + np.tanh(np.sqrt(2 / np.pi) * (gate + 0.044715 * gate ** 3)))
+
+
+def geglu_of_pairs(product: np.ndarray) -> np.ndarray:
+    """gelu_tanh(gate) * up of a product whose outputs alternate 16 gate and the same 16 up."""
+    pairs = product.reshape(*product.shape[:-1], -1, 2, 16)
+    flat = (*product.shape[:-1], -1)
+    return gelu_tanh(pairs[..., 0, :].reshape(flat)) * pairs[..., 1, :].reshape(flat)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("rows", [1, 7, 16, 19, 32, 40])
+@pytest.mark.parametrize("n", [64, 96, 224])  # 2, 3 and 7 pairs of gate and up tile rows
+def test_a_geglu_matmul_gives_gelu_tanh_of_each_gate_tile_row_times_the_up_one_after_it(
+        tmp_path, monkeypatch, isa, rows, n):
+    """With geglu=1 (the MLP's gate|up projection) a task computes pairs of tile rows (a prompt
+    task 3 pairs, as 3 tile rows and 3 more) and writes their GeGLU; the products are the plain
+    op's on the same path, whose arithmetic the tests above check."""
+    monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
+    weight = tiled_weight(n)
+    x = np.random.default_rng(rows).standard_normal((rows, K)).astype(np.float32)
+    plain = matmul_session(tmp_path, weight).run(None, {"x": x})[0]
+    session = matmul_session(tmp_path, weight, geglu=1)
+    session.run(None, {"x": -x})  # an output left unwritten then holds other numbers
+    y = session.run(None, {"x": x})[0]
+    expected = geglu_of_pairs(plain)
+    assert y.shape == (rows, n // 2)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("shape", [(3, K), (2, 5, K)])
+def test_the_exporters_gate_up_weight_gives_the_mlps_gelu_tanh_of_gate_times_up(
+        tmp_path, monkeypatch, shape):
+    """alternate_tile_rows (the exporter's gate|up weight) against gate and up quantized apart
+    (blocks are per row), on the exact path."""
+    monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "exact")
+    rng = np.random.default_rng(8)
+    gate, up = (rng.standard_normal((48, K)).astype(np.float32) for _ in range(2))
+    weight = dict(zip(("tiles", "scales", "zeros"),
+                      quantize_to_tiles(alternate_tile_rows(gate, up))))
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = matmul_session(tmp_path, weight, geglu=1).run(None, {"x": x})[0]
+    gate_q, up_q = (dequantize_tiles(*quantize_to_tiles(w)) for w in (gate, up))
+    expected = gelu_tanh(x @ gate_q.T) * (x @ up_q.T)
+    assert y.shape == (*shape[:-1], 48)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_a_geglu_matmul_needs_gate_and_up_of_one_size(tmp_path, weight):
+    session = matmul_session(tmp_path, weight, geglu=1)  # N = 80: 5 tile rows
+    with pytest.raises(Exception, match="geglu needs a weight of tile rows in gate and up pairs"):
+        session.run(None, {"x": np.ones((1, K), np.float32)})
+
+
+def test_a_geglu_matmul_takes_no_residual(tmp_path, weight):
+    session = residual_matmul_session(tmp_path, weight, norm_epsilon=1e-6, geglu=1)
+    ones = np.ones(N, np.float32)
+    with pytest.raises(Exception, match="geglu and the residual inputs do not go together"):
+        session.run(None, {"x": np.ones((1, K), np.float32), "norm": ones,
+                           "residual": ones[None], "next_norm": ones})
+
+
 def test_sessions_made_under_different_caps_keep_their_own_paths(tmp_path, weight, monkeypatch):
     sessions = {}
     for isa in ("exact", "generic"):
@@ -282,8 +347,8 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
     and values rounded to float16, as the graph's cache holds them. The same weights with fp32
     scales and zero points (plain int4), or on unrounded keys and values, are 10x further off,
     so the layout's fp16 scales and zero points and the float16 cache are what is checked. The
-    graph runs the kernel's own ops: Q4MatMul, Attention (with Gemma 3's q/k norms), and GeGLU
-    for the MLP's gelu * up."""
+    graph runs the kernel's own ops: Q4MatMul (with the MLP's gelu * up in the gate|up one) and
+    Attention (with Gemma 3's q/k norms)."""
     hf_dir = request.getfixturevalue(fixture)
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "exact")
     model = gemma_nb.load(export_once(hf_dir, fixture, "int4-cpu"))
@@ -291,7 +356,10 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
                                           "tile_layout": 2}
     graph = load_model(model.path / GRAPH_FILE, load_external_data=False).graph
     ops = {node.op_type for node in graph.node}
-    assert {"Q4MatMul", "Attention", "GeGLU"} <= ops and not ops & {"Gelu", "GroupQueryAttention"}
+    assert {"Q4MatMul", "Attention"} <= ops and not ops & {"GeGLU", "Gelu", "GroupQueryAttention"}
+    gate_ups = [node for node in graph.node if node.name.endswith(".gate_up")]
+    assert len(gate_ups) == model.config.num_layers
+    assert all(helper.get_node_attr_value(node, "geglu") == 1 for node in gate_ups)
     assert "Split" not in ops  # packed q|k|v straight into Attention, Gemma 3's q/k norms in it
     norms = [node.name for node in graph.node if "LayerNormalization" in node.op_type]
     assert norms == ["layers.0.input_norm_1"]  # the rest in Q4MatMul and Attention

@@ -55,8 +55,8 @@ def inputs(shape) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(1, 2 * 9216), (3, 2 * 13), (2, 5, 2 * 2048), (1, 0)],
                          ids=["decode", "tail", "rows-across-tasks", "empty"])
 def test_geglu_is_gelu_tanh_of_gate_times_up(tmp_path, monkeypatch, isa, shape):
-    """A row of the 2B shape; 13 values, 8 in a vector and 5 left; 20,480 outputs, so that the
-    second task starts mid-row; no values."""
+    """A row of the 2B shape; 13 values, 8 (or 0) in a vector and 5 (13) left; 20,480 outputs,
+    so that the second task starts mid-row; no values."""
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", isa)
     x = inputs(shape)
     y = geglu_session(tmp_path).run(None, {"x": x})[0]

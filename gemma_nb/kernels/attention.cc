@@ -27,6 +27,7 @@
 // which otherwise takes a layer 7 onnxruntime nodes around the op (Split, 4 Reshapes and 2
 // SimplifiedLayerNormalizations; 1.03-1.07x the Gemma 3 270M's decode without them).
 #include "attention.h"
+#include "exp16.h"
 #include "rms_norm.h"
 
 #include <algorithm>
@@ -134,20 +135,6 @@ inline void store_halves(const float* x, int64_t n, Half* out) {  // n: a multip
 
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load16(const Half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-
-// exp on 16 lanes: 2^(x log2 e) as 2^n * 2^f, |f| <= 1/2, 2^f by its Taylor series to degree 7
-// (relative error under 1e-8 before rounding).
-__m512 exp16(__m512 x) {
-  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.f)), _mm512_set1_ps(-87.f));
-  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_mul_ps(_mm512_sub_ps(t, n), _mm512_set1_ps(0.693147180559945309f));
-  __m512 p = _mm512_set1_ps(1.f / 5040.f);
-  for (const float c : {1.f / 720.f, 1.f / 120.f, 1.f / 24.f, 1.f / 6.f, 0.5f, 1.f, 1.f}) {
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
-  }
-  return _mm512_scalef_ps(p, n);
-}
 
 void softcap_avx512(float* scores, int64_t n, float cap) {  // cap * tanh(s / cap), tanh(u) = 1 - 2 / (e^2u + 1)
   const __m512 two_over_cap = _mm512_set1_ps(2.f / cap), vcap = _mm512_set1_ps(cap), one = _mm512_set1_ps(1.f);

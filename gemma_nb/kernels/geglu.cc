@@ -3,6 +3,8 @@
 // The Gemma MLP's gelu_tanh(gate) * up, from the output of the fused gate|up projection, in one
 // pass. The standard form, Split (a copy), Gelu and Mul, goes over that output three times: on
 // the 2B shape, 18 MB a layer in a 256-token run, and 6% of its prefill in onnxruntime's profiler.
+// Folders exported since Q4MatMul's attribute geglu run none: that op makes the GeGLU itself with
+// session_geglu_row's arithmetic, without writing the product out; older folders run this op.
 //
 // GeGLU(x float [..., 2F]) -> [..., F]: x's last axis holds gate (F values), then up (F values).
 #include "geglu.h"
@@ -13,9 +15,12 @@
 #include <vector>
 
 #include "attention.h"  // session_vector_width
+#include "exp16.h"
 
 namespace gemma_nb {
 namespace {
+
+constexpr float kMinusTwoSqrtTwoOverPi = -1.5957691216057308f, kCubic = 0.044715f;  // geglu_math.inc
 
 namespace portable {
 #include "geglu_math.inc"
@@ -27,6 +32,26 @@ namespace portable {
 namespace avx2 {
 #include "geglu_math.inc"
 }  // namespace avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
+namespace avx512 {
+// geglu_math.inc's arithmetic on 16 lanes, the tail masked: 1.66x the 8-lane form's speed on
+// 256 x 9216 outputs (2 threads), where Q4MatMul makes the GeGLU on products still in cache.
+void geglu_row(const float* gate, const float* up, int64_t n, float* out) {
+  const __m512 minus_two_c = _mm512_set1_ps(kMinusTwoSqrtTwoOverPi), cubic = _mm512_set1_ps(kCubic);
+  const __m512 one = _mm512_set1_ps(1.f);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 g = _mm512_maskz_loadu_ps(lanes, gate + j);
+    const __m512 u = _mm512_fmadd_ps(_mm512_mul_ps(cubic, g), _mm512_mul_ps(g, g), g);
+    const __m512 e = exp16(_mm512_mul_ps(minus_two_c, u));
+    const __m512 y = _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(lanes, up + j));
+    _mm512_mask_storeu_ps(out + j, lanes, y);
+  }
+}
+}  // namespace avx512
 #pragma GCC pop_options
 #endif
 
@@ -50,11 +75,15 @@ void geglu_task(void* data, size_t task) {  // outputs per_task * task on, acros
 
 }  // namespace
 
-GegluKernel::GegluKernel(const OrtApi*, const OrtKernelInfo*) : row(portable::geglu_row) {
+GegluRow session_geglu_row() {
 #if defined(__x86_64__)
-  if (session_vector_width() >= 8) row = avx2::geglu_row;  // AVX-512 too: the op waits on memory
+  if (session_vector_width() >= 16) return avx512::geglu_row;
+  if (session_vector_width() >= 8) return avx2::geglu_row;
 #endif
+  return portable::geglu_row;
 }
+
+GegluKernel::GegluKernel(const OrtApi*, const OrtKernelInfo*) : row(session_geglu_row()) {}
 
 void GegluKernel::Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& x,
                           Ort::Custom::Tensor<float>& y) {

@@ -11,8 +11,11 @@ namespace gemma_nb {
 
 using GegluRow = void (*)(const float* gate, const float* up, int64_t n, float* out);
 
-// One per graph node: its path (8-float vectors on AVX2, or the baseline) is fixed when the
-// session is made, as the other ops' are.
+// The row function for a session made now (16 lanes on AVX-512, 8 on AVX2, or the baseline):
+// GeGLU's, and Q4MatMul's where it makes the gate|up projection's GeGLU itself (attribute geglu).
+GegluRow session_geglu_row();
+
+// One per graph node: its path is fixed when the session is made, as the other ops' are.
 struct GegluKernel {
   GegluKernel(const OrtApi*, const OrtKernelInfo*);
   void Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& x, Ort::Custom::Tensor<float>& y);

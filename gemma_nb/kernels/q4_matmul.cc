@@ -17,6 +17,10 @@
 //   o and down projections of a Gemma block take their norms and residual add along:
 //   sum = residual + rms_norm(A W^T) * norm, Y = rms_norm(sum) * next_norm, in place of a
 //   SimplifiedLayerNormalization and a SkipSimplifiedLayerNormalization after the product.
+//   With the attribute geglu = 1 (the MLP's gate|up projection, its tile rows alternating 16 gate
+//   outputs and the same 16 up outputs), Y [..., N/2] = gelu_tanh(gate) * up, as the GeGLU op
+//   computes it, in place of that op after the product: the product stays in each task's cache
+//   and never goes to memory.
 // Q4Gather(tiles, scales, zeros, ids int64 [...]) -> [..., K] (rows of a tied embedding table)
 //
 // Paths, chosen from what the CPU has; GEMMA_NB_KERNEL_ISA (exact, generic, avx2, avx512-vnni
@@ -133,11 +137,22 @@ struct MatMulJob {
   float* out;
   int64_t m, n, blocks;
   int64_t first_row;  // rows before it were done on AMX
+  int64_t out_stride, out_tile0;  // out's row length, and the tile row out's first 16 columns hold
+  // 0, or the gate|up tile row pairs out holds (geglu): tile row out_tile0 + 2i, a gate one, in
+  // columns 16i.., and the next one, its up, in columns 16 (out_pairs + i)..: gate, then up
+  int64_t out_pairs;
 
   TileRow tile_row(int64_t tile) const {
     return {tiles + tile * blocks * kTileBytes, scales + tile * blocks * kTile, zeros + tile * blocks * kZeroBytes};
   }
+  float* out_at(int64_t row, int64_t tile) const {
+    const int64_t t = tile - out_tile0;
+    return out + row * out_stride + (out_pairs ? t / 2 + t % 2 * out_pairs : t) * kTile;
+  }
 };
+
+// What a path computes: rows first_row .. m - 1 of the output in tile rows tile0 .. tile0 + count - 1.
+using TileRange = void (*)(const MatMulJob& job, int64_t tile0, int64_t count);
 
 // One output row in the 16 columns of one tile row, with the arithmetic of tile_rows_vnni below.
 void tile_row_generic(const MatMulJob& job, int64_t tile, int64_t row) {
@@ -155,19 +170,19 @@ void tile_row_generic(const MatMulJob& job, int64_t tile, int64_t row) {
       acc[r] += static_cast<float>(dot) * (scale * sx) + tile_min(scale, weights.zeros + b * kZeroBytes, r) * scaled_sum;
     }
   }
-  std::copy(acc, acc + kTile, job.out + row * job.n + tile * kTile);
+  std::copy(acc, acc + kTile, job.out_at(row, tile));
 }
 
-void matmul_tile_generic(void* data, size_t tile) {
-  const auto& job = *static_cast<const MatMulJob*>(data);
-  for (int64_t r = job.first_row; r < job.m; ++r) tile_row_generic(job, static_cast<int64_t>(tile), r);
+void tiles_generic(const MatMulJob& job, int64_t tile0, int64_t count) {
+  for (int64_t tile = tile0; tile < tile0 + count; ++tile) {
+    for (int64_t r = job.first_row; r < job.m; ++r) tile_row_generic(job, tile, r);
+  }
 }
 
-void matmul_tile_exact(void* data, size_t tile) {
-  const auto& job = *static_cast<const MatMulJob*>(data);
+void tile_exact(const MatMulJob& job, int64_t tile) {
   for (int64_t row = 0; row < job.m; ++row) {
     const float* x = job.a + row * job.blocks * kBlock;
-    const TileRow weights = job.tile_row(static_cast<int64_t>(tile));
+    const TileRow weights = job.tile_row(tile);
     float acc[kTile] = {};
     for (int64_t b = 0; b < job.blocks; ++b) {
       const uint8_t* w = weights.codes + b * kTileBytes;
@@ -177,8 +192,12 @@ void matmul_tile_exact(void* data, size_t tile) {
         for (int c = 0; c < kBlock; ++c) acc[r] += (s * tile_code(w, r, c) + m) * xb[c];
       }
     }
-    std::copy(acc, acc + kTile, job.out + row * job.n + static_cast<int64_t>(tile) * kTile);
+    std::copy(acc, acc + kTile, job.out_at(row, tile));
   }
+}
+
+void tiles_exact(const MatMulJob& job, int64_t tile0, int64_t count) {
+  for (int64_t tile = tile0; tile < tile0 + count; ++tile) tile_exact(job, tile);
 }
 
 #if defined(__x86_64__)
@@ -224,15 +243,16 @@ void tile_rows_avx2(const MatMulJob& job, int64_t tile, int64_t row0) {
         acc[r] = _mm256_fmadd_ps(min, _mm256_set1_ps(x.scaled_sum[xb]), acc[r]);
       }
     }
-    for (int r = 0; r < R; ++r) _mm256_storeu_ps(job.out + (row0 + r) * job.n + tile * kTile + 8 * half, acc[r]);
+    for (int r = 0; r < R; ++r) _mm256_storeu_ps(job.out_at(row0 + r, tile) + 8 * half, acc[r]);
   }
 }
 
-void matmul_tile_avx2(void* data, size_t tile) {  // rows from job.first_row on
-  const auto& job = *static_cast<const MatMulJob*>(data);
-  int64_t r = job.first_row;
-  for (; r + 4 <= job.m; r += 4) tile_rows_avx2<4>(job, tile, r);
-  for (; r < job.m; ++r) tile_rows_avx2<1>(job, tile, r);
+void tiles_avx2(const MatMulJob& job, int64_t tile0, int64_t count) {
+  for (int64_t tile = tile0; tile < tile0 + count; ++tile) {
+    int64_t r = job.first_row;
+    for (; r + 4 <= job.m; r += 4) tile_rows_avx2<4>(job, tile, r);
+    for (; r < job.m; ++r) tile_rows_avx2<1>(job, tile, r);
+  }
 }
 
 #pragma GCC pop_options
@@ -314,16 +334,17 @@ void tile_rows_vnni(const MatMulJob& job, int64_t tile, int64_t row0) {
       acc[r] = _mm512_fmadd_ps(min, _mm512_set1_ps(x.scaled_sum[xb]), acc[r]);
     }
   }
-  for (int r = 0; r < R; ++r) _mm512_storeu_ps(job.out + (row0 + r) * job.n + tile * kTile, acc[r]);
+  for (int r = 0; r < R; ++r) _mm512_storeu_ps(job.out_at(row0 + r, tile), acc[r]);
 }
 
-void matmul_tile_vnni(void* data, size_t tile) {  // rows from job.first_row on: 8 at a time, then 4, 2, 1
-  const auto& job = *static_cast<const MatMulJob*>(data);
-  int64_t r = job.first_row;
-  for (; r + kRows <= job.m; r += kRows) tile_rows_vnni<kRows>(job, tile, r);
-  if (r + 4 <= job.m) tile_rows_vnni<4>(job, tile, r), r += 4;
-  if (r + 2 <= job.m) tile_rows_vnni<2>(job, tile, r), r += 2;
-  if (r < job.m) tile_rows_vnni<1>(job, tile, r);
+void tiles_vnni(const MatMulJob& job, int64_t tile0, int64_t count) {  // rows 8 at a time, then 4, 2, 1
+  for (int64_t tile = tile0; tile < tile0 + count; ++tile) {
+    int64_t r = job.first_row;
+    for (; r + kRows <= job.m; r += kRows) tile_rows_vnni<kRows>(job, tile, r);
+    if (r + 4 <= job.m) tile_rows_vnni<4>(job, tile, r), r += 4;
+    if (r + 2 <= job.m) tile_rows_vnni<2>(job, tile, r), r += 2;
+    if (r < job.m) tile_rows_vnni<1>(job, tile, r);
+  }
 }
 
 // Prompts (kPreparedRows or more): a tile row's codes, unpacked once for all the rows of the call
@@ -403,11 +424,11 @@ void prepared_rows(const MatMulJob& job, const __m512i* prepared, int64_t tile0,
     }
   }
   for (int r = 0; r < R; ++r) {
-    for (int c = 0; c < T; ++c) _mm512_storeu_ps(job.out + (row0 + r) * job.n + (tile0 + c) * kTile, acc[c][r]);
+    for (int c = 0; c < T; ++c) _mm512_storeu_ps(job.out_at(row0 + r, tile0 + c), acc[c][r]);
   }
 }
 
-constexpr int kPreparedTiles = 3, kPreparedRowsAtOnce = 4;  // a task's tile rows; rows a pass
+constexpr int64_t kPreparedTiles = 3, kPreparedRowsAtOnce = 4;  // a task's tile rows; rows a pass
 
 template <int T>
 void prepared_tiles(const MatMulJob& job, const __m512i* prepared, int64_t tile0) {
@@ -418,18 +439,19 @@ void prepared_tiles(const MatMulJob& job, const __m512i* prepared, int64_t tile0
   for (; r < job.m; ++r) prepared_rows<T, 1>(job, prepared, tile0, r);
 }
 
-void matmul_tiles_prepared(void* data, size_t task) {  // tile rows kPreparedTiles task on; activations unsigned
-  const auto& job = *static_cast<const MatMulJob*>(data);
-  const int64_t tile0 = kPreparedTiles * static_cast<int64_t>(task);
-  const int64_t count = std::min<int64_t>(kPreparedTiles, job.n / kTile - tile0), per_tile = job.blocks * kPrepared;
+void tiles_prepared(const MatMulJob& job, int64_t tile0, int64_t count) {  // kPreparedTiles at a time; activations unsigned
+  const int64_t per_tile = job.blocks * kPrepared;
   thread_local std::vector<uint8_t> buffer;  // the worker's, reused across tasks and calls
   buffer.resize(kPreparedTiles * per_tile * 64 + 64);
   __m512i* prepared = reinterpret_cast<__m512i*>((reinterpret_cast<uintptr_t>(buffer.data()) + 63) & ~uintptr_t{63});
-  for (int64_t c = 0; c < count; ++c) prepare_tile(job.tile_row(tile0 + c), job.blocks, prepared + c * per_tile);
-  static_assert(kPreparedTiles == 3, "one prepared_tiles<T> below for each count a task can have");
-  if (count == 3) prepared_tiles<3>(job, prepared, tile0);
-  if (count == 2) prepared_tiles<2>(job, prepared, tile0);
-  if (count == 1) prepared_tiles<1>(job, prepared, tile0);
+  for (int64_t first = tile0; first < tile0 + count; first += kPreparedTiles) {
+    const int64_t tiles = std::min(kPreparedTiles, tile0 + count - first);
+    for (int64_t c = 0; c < tiles; ++c) prepare_tile(job.tile_row(first + c), job.blocks, prepared + c * per_tile);
+    static_assert(kPreparedTiles == 3, "one prepared_tiles<T> below for each count a pass can have");
+    if (tiles == 3) prepared_tiles<3>(job, prepared, first);
+    if (tiles == 2) prepared_tiles<2>(job, prepared, first);
+    if (tiles == 1) prepared_tiles<1>(job, prepared, first);
+  }
 }
 
 #pragma GCC pop_options
@@ -527,12 +549,12 @@ void amx_products(const AmxJob& amx, uint16_t* const b_rows[2], int64_t g, int64
     if (G > 1) _tile_dpbf16ps(2, 5, 6);
     if (G > 1 && C > 1) _tile_dpbf16ps(3, 5, 7);
   }
-  float* out = job.out + g * 16 * job.n + tile0 * kTile;
-  const int64_t stride = job.n * 4;
+  float *out = job.out_at(g * 16, tile0), *next = job.out_at(g * 16, tile0 + 1);  // next: C > 1
+  const int64_t stride = job.out_stride * 4;
   _tile_stored(0, out, stride);
-  if (C > 1) _tile_stored(1, out + kTile, stride);
-  if (G > 1) _tile_stored(2, out + 16 * job.n, stride);
-  if (G > 1 && C > 1) _tile_stored(3, out + 16 * job.n + kTile, stride);
+  if (C > 1) _tile_stored(1, next, stride);
+  if (G > 1) _tile_stored(2, out + 16 * job.out_stride, stride);
+  if (G > 1 && C > 1) _tile_stored(3, next + 16 * job.out_stride, stride);
 }
 
 template <int C>
@@ -636,6 +658,57 @@ void quantize_rows(Ort::KernelContext& ctx, QuantizeBlock quantize, const float*
   }
 }
 
+struct TilesJob {  // a path's ParallelFor over the tile rows, per_task tile rows a task
+  const MatMulJob* job;
+  TileRange range;
+  int64_t per_task;
+  gemma_nb::GegluRow geglu;  // geglu_task's: gate|up rows in, F outputs
+  float* y;                  // geglu_task's output [m][F]
+};
+
+void product_task(void* data, size_t task) {
+  const auto& t = *static_cast<const TilesJob*>(data);
+  const int64_t tile0 = static_cast<int64_t>(task) * t.per_task;
+  t.range(*t.job, tile0, std::min(t.per_task, t.job->n / kTile - tile0));
+}
+
+// GeGLU on the product (attribute geglu: the weight's tile rows alternate gate and up, 16 outputs
+// each, so that a decode step still reads it in one stream): a task computes tile row pairs into a
+// scratch block [m][2 width], gate then up, still in cache, and writes their GeGLU to Y: the
+// product itself never goes to memory.
+// Decode's geglu tasks take this many pairs: with one, a task's own work (its scratch, the GeGLU of
+// 16 outputs) made the 2B shape's gate|up op 1.05x the plain product's time; with 4, the same.
+constexpr int64_t kGegluPairs = 4;
+
+void geglu_task(void* data, size_t task) {
+  const auto& t = *static_cast<const TilesJob*>(data);
+  const MatMulJob& job = *t.job;
+  const int64_t pairs = job.n / kTile / 2, pair0 = static_cast<int64_t>(task) * t.per_task;
+  const int64_t count = std::min(t.per_task, pairs - pair0), width = count * kTile;
+  thread_local std::vector<float> products;  // the worker's, reused across tasks and calls
+  products.resize(job.m * 2 * width);
+  MatMulJob part = job;
+  part.out = products.data(), part.out_stride = 2 * width, part.out_tile0 = 2 * pair0, part.out_pairs = count;
+  t.range(part, 2 * pair0, 2 * count);
+  for (int64_t r = 0; r < job.m; ++r) {
+    const float* gate = products.data() + r * 2 * width;
+    t.geglu(gate, gate + width, width, t.y + r * pairs * kTile + pair0 * kTile);
+  }
+}
+
+struct GegluRowsJob {  // the AMX path's GeGLU, after its whole product
+  gemma_nb::GegluRow geglu;
+  const float* product;  // [m][2 F]
+  float* y;              // [m][F]
+  int64_t f;
+};
+
+void geglu_rows(void* data, size_t row) {
+  const auto& job = *static_cast<const GegluRowsJob*>(data);
+  const float* gate = job.product + static_cast<int64_t>(row) * 2 * job.f;
+  job.geglu(gate, gate + job.f, job.f, job.y + static_cast<int64_t>(row) * job.f);
+}
+
 const uint16_t* half_bits(const Ort::Custom::Tensor<Ort::Float16_t>& t) {
   return reinterpret_cast<const uint16_t*>(t.Data());
 }
@@ -658,31 +731,38 @@ struct Product {  // what q4_matmul wrote: y's data, its shape and its rows
   int64_t rows;
 };
 
+// Y = A W^T, or with `geglu` (a null row function: none) Y = geglu(gate, up) of its two halves.
 Product q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<float>& a,
                  const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
-                 const Ort::Custom::Tensor<uint8_t>& zeros, Ort::Custom::Tensor<float>& y) {
+                 const Ort::Custom::Tensor<uint8_t>& zeros, Ort::Custom::Tensor<float>& y, gemma_nb::GegluRow geglu) {
   const std::vector<int64_t> a_shape = a.Shape(), w_shape = tiles.Shape();
   check_weight("Q4MatMul", w_shape, scales.Shape(), zeros.Shape());
   const int64_t blocks = w_shape[1], n = w_shape[0] * kTile, k = blocks * kBlock;
   if (a_shape.empty() || a_shape.back() != k) {
     ORT_CXX_API_THROW("Q4MatMul: the input's last dimension is not the weight's K", ORT_INVALID_ARGUMENT);
   }
+  if (geglu && w_shape[0] % 2) {
+    ORT_CXX_API_THROW("Q4MatMul: geglu needs a weight of tile rows in gate and up pairs (an even number)",
+                      ORT_INVALID_ARGUMENT);
+  }
   const int64_t m = a.NumberOfElement() / k;
   std::vector<int64_t> y_shape = a_shape;
-  y_shape.back() = n;
+  y_shape.back() = geglu ? n / 2 : n;
   float* out = y.Allocate(y_shape);
   const Product product{out, y_shape, m};
   if (m == 0) return product;
   Ort::KernelContext ctx(context);
   thread_local QuantizedRows x;  // the calling thread's, reused: no allocation per token
-  MatMulJob job{a.Data(), tiles.Data(), half_bits(scales), zeros.Data(), &x, out, m, n, blocks, 0};
-  if (isa == kExact) {
-    ctx.ParallelFor(matmul_tile_exact, static_cast<size_t>(w_shape[0]), 0, &job);
-    return product;
-  }
+  MatMulJob job{a.Data(), tiles.Data(), half_bits(scales), zeros.Data(), &x, out, m, n, blocks, 0, n, 0, 0};
+  std::vector<float> whole;  // the AMX path's product, before its GeGLU
+  TileRange range = tiles_generic;
+  int64_t per_task = 1;
+  QuantizeBlock quantize = quantize_block_generic;  // a row's blocks: O(K), beside the O(N K) product
+  if (isa == kExact) range = tiles_exact, quantize = nullptr;
 #if defined(__x86_64__)
   const int64_t groups = isa == kAmx ? m / 16 : 0;
   if (groups) {
+    if (geglu) whole.resize(m * n), job.out = whole.data(), job.out_pairs = n / kTile / 2;  // gate, then up
     std::vector<uint16_t> a16(groups * 16 * k);
     Bf16Job convert{a.Data(), a16.data(), k};
     ctx.ParallelFor(to_bf16_row, static_cast<size_t>(groups * 16), 0, &convert);
@@ -690,20 +770,26 @@ Product q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<
     ctx.ParallelFor(tile_columns_amx, static_cast<size_t>((w_shape[0] + 1) / 2), 0, &amx);
     job.first_row = groups * 16;
   }
-#endif
-  if (job.first_row == m) return product;
-  QuantizeBlock quantize = quantize_block_generic;  // a row's blocks: O(K), beside the O(N K) product
-  void (*tiles_task)(void*, size_t) = matmul_tile_generic;
-  int64_t tiles_a_task = 1;
-#if defined(__x86_64__)
-  if (isa >= kAvx512Vnni) quantize = quantize_block_vnni<false>, tiles_task = matmul_tile_vnni;
+  if (isa >= kAvx512Vnni) quantize = quantize_block_vnni<false>, range = tiles_vnni;
   if (isa >= kAvx512Vnni && m - job.first_row >= kPreparedRows) {
-    quantize = quantize_block_vnni<true>, tiles_task = matmul_tiles_prepared, tiles_a_task = kPreparedTiles;
+    quantize = quantize_block_vnni<true>, range = tiles_prepared, per_task = kPreparedTiles;
   }
-  if (isa == kAvx2) tiles_task = matmul_tile_avx2;
+  if (isa == kAvx2) range = tiles_avx2;
 #endif
-  quantize_rows(ctx, quantize, a.Data() + job.first_row * k, (m - job.first_row) * blocks, x);
-  ctx.ParallelFor(tiles_task, static_cast<size_t>((w_shape[0] + tiles_a_task - 1) / tiles_a_task), 0, &job);
+  if (quantize && job.first_row < m) {
+    quantize_rows(ctx, quantize, a.Data() + job.first_row * k, (m - job.first_row) * blocks, x);
+  }
+  if (geglu && whole.empty()) {  // per_task: pairs of tile rows
+    TilesJob tasks{&job, range, per_task == 1 ? kGegluPairs : per_task, geglu, out};
+    ctx.ParallelFor(geglu_task, static_cast<size_t>((w_shape[0] / 2 + tasks.per_task - 1) / tasks.per_task), 0, &tasks);
+    return product;
+  }
+  TilesJob tasks{&job, range, per_task, nullptr, nullptr};
+  if (job.first_row < m) ctx.ParallelFor(product_task, static_cast<size_t>((w_shape[0] + per_task - 1) / per_task), 0, &tasks);
+  if (geglu) {
+    GegluRowsJob rows{geglu, whole.data(), out, n / 2};
+    ctx.ParallelFor(geglu_rows, static_cast<size_t>(m), 0, &rows);
+  }
   return product;
 }
 
@@ -733,6 +819,9 @@ struct Q4MatMul {  // one per graph node: its path is fixed when the session is 
       api->ReleaseStatus(absent);
       norm_epsilon = -1.f;
     }
+    int64_t geglu_attribute = 0;
+    if (OrtStatus* absent = api->KernelInfoGetAttribute_int64(info, "geglu", &geglu_attribute)) api->ReleaseStatus(absent);
+    if (geglu_attribute) geglu = gemma_nb::session_geglu_row();
   }
   void Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& a,
                const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
@@ -745,7 +834,8 @@ struct Q4MatMul {  // one per graph node: its path is fixed when the session is 
       ORT_CXX_API_THROW("Q4MatMul: norm, residual and next_norm come together, with the output sum", ORT_INVALID_ARGUMENT);
     }
     if (fused && norm_epsilon < 0.f) ORT_CXX_API_THROW("Q4MatMul: norm needs the attribute norm_epsilon", ORT_INVALID_ARGUMENT);
-    const Product product = q4_matmul(context, isa, a, tiles, scales, zeros, y);  // checks a's and the weight's shapes
+    if (fused && geglu) ORT_CXX_API_THROW("Q4MatMul: geglu and the residual inputs do not go together", ORT_INVALID_ARGUMENT);
+    const Product product = q4_matmul(context, isa, a, tiles, scales, zeros, y, geglu);  // checks a's and the weight's shapes
     if (!fused) return;
     const int64_t n = product.shape.back();
     const std::vector<int64_t> norm_shape{n};
@@ -763,7 +853,8 @@ struct Q4MatMul {  // one per graph node: its path is fixed when the session is 
     }
   }
   int isa;
-  float norm_epsilon;  // -1 where the node has no such attribute
+  float norm_epsilon;                 // -1 where the node has no such attribute
+  gemma_nb::GegluRow geglu = nullptr;  // with the attribute geglu = 1: Y is GeGLU of the product's halves
 };
 
 void Q4Gather(const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
