@@ -17,6 +17,7 @@ source, so one that re-encodes GGUF blocks can read them raw.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from gguf import GGMLQuantizationType
@@ -171,31 +172,32 @@ class TiledPacking(Packing):
         return [tape.weight(f"{name}.{part}", a)
                 for part, a in zip(("tiles", "tile_scales", "tile_zeros"), quantize_to_tiles(w))]
 
+    def _q4_matmul(self, tape: Tape, x: str, name: str, w: np.ndarray, *more: str,
+                   **attrs: Any) -> Any:
+        """One Q4MatMul node on x and the weight w, tiled; `more`: its optional inputs."""
+        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, w), *more], domain=GEMMA_NB,
+                       name=name, **attrs)
+
     def linear(self, tape: Tape, x: str, name: str) -> str:
-        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, self.tensor(name))],
-                       domain=GEMMA_NB, name=name)
+        return self._q4_matmul(tape, x, name, self.tensor(name))
 
     def residual_linear(self, tape: Tape, x: str, name: str, norm: str, residual: str,
                         next_norm: str, eps: float) -> tuple[str, str]:
         """(next_norm(h), h), h = residual + norm(x @ W^T), from one Q4MatMul (norms: weight
         names)."""
         outputs = [tape.fresh(f"{name}/out"), tape.fresh(f"{name}/sum")]
-        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, self.tensor(name)), norm,
-                                    residual, next_norm],
-                       domain=GEMMA_NB, name=name, output_names=outputs, norm_epsilon=eps)
+        return self._q4_matmul(tape, x, name, self.tensor(name), norm, residual, next_norm,
+                               output_names=outputs, norm_epsilon=eps)
 
     def fused_linear(self, tape: Tape, x: str, names: list[str], name: str) -> str:
         # blocks are per row, so quantizing the stacked rows is quantizing each part
-        stacked = np.concatenate([self.tensor(n) for n in names])
-        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, stacked)], domain=GEMMA_NB,
-                       name=name)
+        return self._q4_matmul(tape, x, name, np.concatenate([self.tensor(n) for n in names]))
 
     def geglu_linear(self, tape: Tape, x: str, names: list[str], name: str) -> str:
         """gelu_tanh(x @ W_gate^T) * (x @ W_up^T) for names [gate, up] from one Q4MatMul
         (geglu=1): the product never leaves the kernel's cache."""
         rows = alternate_tile_rows(*(self.tensor(n) for n in names))
-        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, rows)], domain=GEMMA_NB,
-                       name=name, geglu=1)
+        return self._q4_matmul(tape, x, name, rows, geglu=1)
 
     def embed(self, tape: Tape, ids: str) -> str:
         self._tiles = self._tiled(tape, "embed", self.tensor("embed"))

@@ -93,11 +93,15 @@ void GegluKernel::Compute(OrtKernelContext* context, const Ort::Custom::Tensor<f
   }
   shape.back() /= 2;
   float* out = y.Allocate(shape);
-  const int64_t f = shape.back(), total = x.NumberOfElement() / 2;
+  Ort::KernelContext ctx(context);
+  geglu_on_pool(ctx, row, x.Data(), shape.back(), x.NumberOfElement() / 2, out);
+}
+
+void geglu_on_pool(Ort::KernelContext& ctx, GegluRow row, const float* x, int64_t f, int64_t total, float* y) {
   if (total == 0) return;
   constexpr int64_t kPerTask = 16384;  // outputs: 192 KB read and written a task
-  GegluJob job{row, x.Data(), out, f, total, kPerTask};
-  Ort::KernelContext(context).ParallelFor(geglu_task, static_cast<size_t>((total + kPerTask - 1) / kPerTask), 0, &job);
+  GegluJob job{row, x, y, f, total, kPerTask};
+  ctx.ParallelFor(geglu_task, static_cast<size_t>((total + kPerTask - 1) / kPerTask), 0, &job);
 }
 
 }  // namespace gemma_nb

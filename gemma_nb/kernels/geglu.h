@@ -15,6 +15,10 @@ using GegluRow = void (*)(const float* gate, const float* up, int64_t n, float* 
 // GeGLU's, and Q4MatMul's where it makes the gate|up projection's GeGLU itself (attribute geglu).
 GegluRow session_geglu_row();
 
+// y [..., f] = GeGLU of x [..., 2f] (each row gate, then up), `total` outputs, with `row` on the
+// session's pool: the op's work, and Q4MatMul's after an AMX product.
+void geglu_on_pool(Ort::KernelContext& ctx, GegluRow row, const float* x, int64_t f, int64_t total, float* y);
+
 // One per graph node: its path is fixed when the session is made, as the other ops' are.
 struct GegluKernel {
   GegluKernel(const OrtApi*, const OrtKernelInfo*);
