@@ -130,8 +130,8 @@ def test_a_run_waits_for_the_model_lock(tiny_gemma2_model, capsys):
 
     lock = model_lock(tiny_gemma2_model)
     lock.acquire()
+    start = time.perf_counter()  # before the timer starts: it releases 0.5 s after that
     threading.Timer(0.5, lock.release).start()
-    start = time.perf_counter()
     report = evaluate(tiny_gemma2_model, MultipleChoiceTask("wait", ITEMS[:1], MMLUPrompt()))
     assert time.perf_counter() - start >= 0.5 and report.n == 1
     assert "(waiting: the model is answering another request)" in capsys.readouterr().err
