@@ -780,7 +780,11 @@ NOTES = [
      "the MLP's GeGLU in `Q4MatMul`; decode 1.03-1.06x and 1.01-1.02x in paired runs), each "
      "2-4 us from the "
      "next in onnxruntime's executor, and Python's side of a step (the run, the argmax over "
-     "262,144 logits); its 72 small matmuls read 50-55 GB/s, the lm_head 53-67 "
+     "262,144 logits); its 72 small matmuls read 50-55 GB/s, the lm_head 53-67. "
+     "A step run without the lm_head (an empty `logits_index`) splits it: in a slow phase the "
+     "layers take 1.8-1.9 ms and the lm_head ~2.3; with the layers' weights in cache they take "
+     "0.77 ms, ~43 us a layer of arithmetic, attention and hand-overs, about what their 69 MB "
+     "take to stream at 80 GB/s, so a fast phase leaves them little to hide behind "
      "(performance.md)."),
     ("- **Decode against the faster peer** is met on both models since gemma-nb's attention op "
      "(1.25x and 1.18x with `GroupQueryAttention`, then 1.50x and 1.47x with the op; decode in "
