@@ -67,6 +67,12 @@ inline Half float_to_half(float f) {
   return static_cast<Half>(sign | ((x + 0xfffu + ((x >> 13) & 1u) - 0x38000000u) >> 13));
 }
 
+// Asks for every cache line of [first, first + bytes) (prefetcht0 on x86-64).
+inline void prefetch(const void* first, int64_t bytes) {
+  const char* p = static_cast<const char*>(first);
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+}
+
 // The arithmetic on query rows: the scores of n keys, the soft cap, the exponentials (one row),
 // the weighted sum of values. Scores and sums take `queries` rows at once (q and out [queries][d],
 // p and scores [queries][n]), so that each key and value row is read once for all of them; keys
@@ -170,11 +176,6 @@ Exponentials exponentiate_avx512(float* scores, int64_t n) {
 // layers at 2,048 tokens, one core read the float16 cache at 15-17 GB/s without and 19-22 with
 // it (32 or 64 rows: 17-20), two cores at 29-30 and 31-33.
 constexpr int64_t kPrefetchRows = 16;
-
-inline void prefetch(const void* first, int64_t bytes) {  // every cache line of [first, first + bytes)
-  const char* p = static_cast<const char*>(first);
-  for (int64_t o = 0; o < bytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
-}
 
 // The sums of 16 vectors' lanes, v[i]'s in lane i: a tree of shuffles and adds, 45 instructions
 // where 16 reductions of one vector each take ~130.
@@ -292,10 +293,6 @@ RowMath<C> row_math(int64_t head_size, int width) {
   if (width >= 8) return avx2::kMath<C>;
 #endif
   return portable::kMath<C>;
-}
-
-inline void prefetch_floats(const float* first, int64_t count) {  // every cache line of them
-  for (int64_t i = 0; i < count; i += 16) __builtin_prefetch(first + i);
 }
 
 // Prompt rows a task takes, with all the query heads of one cache head (attend_block).
@@ -451,9 +448,9 @@ void attend_block(void* data, size_t task) {
   out.resize(queries * d);
   inverse_sums.resize(queries);
   for (int64_t t = t0 + kBlockRows; t < std::min(s.seq, t0 + 2 * kBlockRows); ++t) {  // the next block's
-    prefetch_floats(job.q + (b * s.seq + t) * job.q_width + g * group * d, group * d);
-    prefetch_floats(job.cos + (job.start(b) + t) * d / 2, d / 2);
-    prefetch_floats(job.sin + (job.start(b) + t) * d / 2, d / 2);
+    prefetch(job.q + (b * s.seq + t) * job.q_width + g * group * d, group * d * sizeof(float));
+    prefetch(job.cos + (job.start(b) + t) * d / 2, d / 2 * sizeof(float));
+    prefetch(job.sin + (job.start(b) + t) * d / 2, d / 2 * sizeof(float));
   }
   for (int64_t r = 0; r < queries; ++r) {  // query r: row t0 + r / group, head g * group + r % group
     const int64_t t = t0 + r / group, h = g * group + r % group;
