@@ -262,9 +262,19 @@ void tiles_avx2(const MatMulJob& job, int64_t tile0, int64_t count) {
 // The prompt form's block scale: the least power of two 2^e >= absmax / 127, so that dot * 2^e
 // is exact in fp32 with no multiply (prepared_rows). Its int8 steps are 1-2x those of absmax / 127.
 int power_of_two_scale(float amax) {
-  int e = 0;
-  const float m = std::frexp(amax / 127.f, &e);  // amax / 127 = m * 2^e, m in [0.5, 1)
-  return std::clamp(m == 0.5f ? e - 1 : e, -126, 104);  // 2^-e and kMagic * 2^e: normal floats
+  const float ratio = amax / 127.f;
+  uint32_t bits;
+  std::memcpy(&bits, &ratio, sizeof bits);
+  const int e = static_cast<int>(bits >> 23) - 127 + ((bits & 0x7FFFFF) != 0);  // ceil(log2(ratio)), ratio >= 0
+  return std::clamp(e, -126, 104);  // 2^-e and kMagic * 2^e: normal floats
+}
+
+float times_power_of_two(float f, int e) {  // f * 2^e for a normal f and a normal result, in its exponent bits
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  bits += static_cast<uint32_t>(e) << 23;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
 }
 
 // Prompt: the prompt form's activations for prepared_rows: xq + 128 (1..255), since vpdpbusd's
@@ -275,7 +285,7 @@ void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
   const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
   const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
   const int e = Prompt ? power_of_two_scale(amax) : 0;  // amax 0: e 0, every xq 0
-  const __m512 inv = _mm512_set1_ps(Prompt ? std::ldexp(1.f, -e) : amax > 0 ? 127.f / amax : 0.f);
+  const __m512 inv = _mm512_set1_ps(Prompt ? times_power_of_two(1.f, -e) : amax > 0 ? 127.f / amax : 0.f);
   const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv));
   const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
   int8_t* q = out.q.data() + i * kBlock;
@@ -283,7 +293,7 @@ void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm_xor_si128(_mm512_cvtsepi32_epi8(q0), flip));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm_xor_si128(_mm512_cvtsepi32_epi8(q1), flip));
   if (Prompt) {  // prepared_rows has no minimums to scale
-    out.scale[i] = std::ldexp(kMagic, e);
+    out.scale[i] = times_power_of_two(kMagic, e);
   } else {
     out.scale[i] = amax / 127.f;
     out.scaled_sum[i] = out.scale[i] * _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
@@ -360,10 +370,10 @@ constexpr int kPrepared = 9;  // vectors a block
 
 void prepare_tile(const TileRow& weights, int64_t blocks, __m512i* out) {
   const __m512i low_nibbles = _mm512_set1_epi8(0x0F), bias = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i low_byte_to_all = _mm512_set4_epi32(0x0C0C0C0C, 0x08080808, 0x04040404, 0);  // each dword's byte 0, 4 times
   for (int64_t b = 0; b < blocks; ++b) {
-    const __m512i zero = _mm512_mullo_epi32(block_zeros(weights.zeros + b * kZeroBytes),
-                                            _mm512_set1_epi32(0x01010101));  // in its row's 4 bytes
-    __m512i sum = _mm512_setzero_si512();
+    const __m512i zero = _mm512_shuffle_epi8(block_zeros(weights.zeros + b * kZeroBytes), low_byte_to_all);
+    __m512i sum = _mm512_setzero_si512();  // per byte: 8 values of q - zero, |sum| <= 120
     __m512i* p = out + b * kPrepared;
     for (int L = 0; L < 4; ++L) {
       _mm_prefetch(reinterpret_cast<const char*>(weights.codes + b * kTileBytes + kPrefetchBytes + L * 64), _MM_HINT_T0);
@@ -372,10 +382,9 @@ void prepare_tile(const TileRow& weights, int64_t blocks, __m512i* out) {
       const __m512i v = _mm512_loadu_si512(weights.codes + b * kTileBytes + L * 64);
       p[2 * L] = _mm512_sub_epi8(_mm512_and_si512(v, low_nibbles), zero);
       p[2 * L + 1] = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), low_nibbles), zero);
-      sum = _mm512_dpbusd_epi32(sum, bias, p[2 * L]);
-      sum = _mm512_dpbusd_epi32(sum, bias, p[2 * L + 1]);
+      sum = _mm512_add_epi8(sum, _mm512_add_epi8(p[2 * L], p[2 * L + 1]));
     }
-    p[8] = _mm512_sub_epi32(_mm512_setzero_si512(), sum);
+    p[8] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, sum));
   }
 }
 
