@@ -284,7 +284,7 @@ void quantize_block_vnni(const float* a, QuantizedRows& out, int64_t i) {
   const float* x = a + i * kBlock;
   const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
   const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-  const int e = Prompt ? power_of_two_scale(amax) : 0;  // amax 0: e 0, every xq 0
+  const int e = Prompt ? power_of_two_scale(amax) : 0;  // amax 0: every xq 0
   const __m512 inv = _mm512_set1_ps(Prompt ? times_power_of_two(1.f, -e) : amax > 0 ? 127.f / amax : 0.f);
   const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv));
   const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv));
