@@ -144,24 +144,20 @@ def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, no
                                f"{p}.post_ffw_norm", h, next_norm)
 
 
-def softcap(t: Tape, x: str, cap: float | None) -> str:
+def softcap(t: Tape, x: str, cap: float, output: str) -> str:
     """cap * tanh(x / cap): keeps the argmax, changes every logit value."""
-    if not cap:
-        return x
     c = t.constant("final_softcap", np.float32(cap))
-    return t.op("Mul", [t.op("Tanh", [t.op("Div", [x, c])]), c])
+    return t.op("Mul", [t.op("Tanh", [t.op("Div", [x, c])]), c], output_names=[output])
 
 
-def lm_head(t: Tape, cfg: GemmaConfig, pack: Packing, normed: str, input_ids: str,
-            logits_index: str) -> str:
+def lm_head(t: Tape, cfg: GemmaConfig, pack: Packing, normed: str, logits_index: str) -> str:
     """The tied (unscaled) embedding on the final-normed hidden states, only at the positions
-    in logits_index."""
-    picked = t.op("Gather", [normed, logits_index], axis=1)
-    flat = t.op("Reshape", [picked, t.constant("rows_shape", [-1, cfg.hidden_size])])
-    logits2d = softcap(t, pack.tied_head(t, flat), cfg.final_softcap)
-    batch = t.op("Shape", [input_ids], start=0, end=1)
-    shape = t.op("Concat", [batch, t.constant("n_vocab", [-1, cfg.vocab_size])], axis=0)
-    return t.op("Reshape", [logits2d, shape], output_names=["logits"])
+    in logits_index. The last op writes the graph output `logits` itself: an op after it that
+    only reshaped would copy the whole vocabulary's logits into the caller's bound buffer."""
+    picked = t.op("Gather", [normed, logits_index], axis=1)  # [batch, positions, hidden]
+    if not cfg.final_softcap:
+        return pack.tied_head(t, picked, "logits")
+    return softcap(t, pack.tied_head(t, picked), cfg.final_softcap, "logits")
 
 
 def build_decoder(cfg: GemmaConfig, pack: Packing, tensor: TensorFn, tape: Tape,
@@ -182,7 +178,7 @@ def build_decoder(cfg: GemmaConfig, pack: Packing, tensor: TensorFn, tape: Tape,
         normed, x = decoder_layer(t, cfg, pack, tensor, normed, x, i, ropes[(base, scale)],
                                   "seqlens_k", "total_sequence_length", next_norm)
         progress()
-    lm_head(t, cfg, pack, normed, "input_ids", "logits_index")
+    lm_head(t, cfg, pack, normed, "logits_index")
 
     kv_shape = ["batch", cfg.num_kv_heads, "past_sequence_length", cfg.head_dim]
     present_shape = ["batch", cfg.num_kv_heads, "total_sequence_length", cfg.head_dim]

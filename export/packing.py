@@ -45,6 +45,11 @@ _FLOAT_TYPES = frozenset({GGMLQuantizationType.F32, GGMLQuantizationType.F16,
                           GGMLQuantizationType.BF16})
 
 
+def _named(output: str | None) -> list[str] | None:
+    """Tape.op's output_names for an op whose one output is `output` (None: a fresh name)."""
+    return [output] if output else None
+
+
 class Packing:
     """Float weights (fp32, or fp16 on disk cast back to fp32 for CPU activations)."""
 
@@ -85,9 +90,16 @@ class Packing:
         self._table = self._float_weight(tape, "embed", self.tensor("embed"))
         return tape.op("Gather", [self._table, ids], name="embed")
 
-    def tied_head(self, tape: Tape, hidden2d: str) -> str:
-        """logits = h @ E^T on the embedding's own table (Gemm transB: no transposed copy)."""
-        return tape.op("Gemm", [hidden2d, self._table], transB=1, name="lm_head")
+    def tied_head(self, tape: Tape, hidden: str, output: str | None = None) -> str:
+        """logits [batch, positions, vocab] = h @ E^T on the embedding's own table, h [batch,
+        positions, hidden]; `output`: the name of the result (a graph output), if fixed.
+        Gemm (transB: no transposed copy) takes 2-D rows, hence the Flatten and the Reshape back."""
+        logits2d = tape.op("Gemm", [tape.op("Flatten", [hidden], axis=2), self._table], transB=1,
+                           name="lm_head")
+        shape = tape.op("Concat", [tape.op("Shape", [hidden], start=0, end=2),
+                                   tape.op("Shape", [logits2d], start=1)], axis=0)
+        return tape.op("Reshape", [logits2d, shape], allowzero=1,  # 0 positions: 0, not copied
+                       output_names=_named(output))
 
 
 class NBitsPacking(Packing):
@@ -106,10 +118,11 @@ class NBitsPacking(Packing):
             names.append(tape.weight(f"{name}.zero_points", p.zero_points))
         return names
 
-    def _matmul(self, tape: Tape, x: str, name: str, p: PackedWeight, inputs: list[str]) -> str:
+    def _matmul(self, tape: Tape, x: str, name: str, p: PackedWeight, inputs: list[str],
+                output: str | None = None) -> str:
         return tape.op("MatMulNBits", [x, *inputs], domain=MS, name=name, K=p.K, N=p.N,
                        bits=p.bits, block_size=p.block_size,
-                       accuracy_level=self.accuracy_level)
+                       accuracy_level=self.accuracy_level, output_names=_named(output))
 
     def linear(self, tape: Tape, x: str, name: str) -> str:
         p = self.quantize(name)
@@ -143,11 +156,11 @@ class NBitsPacking(Packing):
         return tape.op("GatherBlockQuantized", gather_inputs, domain=MS, name="embed",
                        gather_axis=0, quantize_axis=1, block_size=p.block_size, bits=p.bits)
 
-    def tied_head(self, tape: Tape, hidden2d: str) -> str:
+    def tied_head(self, tape: Tape, hidden: str, output: str | None = None) -> str:
         if self._packed is None:  # a float table (GGUF stored it as F16/F32)
-            return super().tied_head(tape, hidden2d)
+            return super().tied_head(tape, hidden, output)
         p, inputs = self._packed
-        return self._matmul(tape, hidden2d, "lm_head", p, inputs)
+        return self._matmul(tape, hidden, "lm_head", p, inputs, output)
 
 
 class TiledPacking(Packing):
@@ -203,8 +216,9 @@ class TiledPacking(Packing):
         self._tiles = self._tiled(tape, "embed", self.tensor("embed"))
         return tape.op("Q4Gather", [*self._tiles, ids], domain=GEMMA_NB, name="embed")
 
-    def tied_head(self, tape: Tape, hidden2d: str) -> str:
-        return tape.op("Q4MatMul", [hidden2d, *self._tiles], domain=GEMMA_NB, name="lm_head")
+    def tied_head(self, tape: Tape, hidden: str, output: str | None = None) -> str:
+        return tape.op("Q4MatMul", [hidden, *self._tiles], domain=GEMMA_NB, name="lm_head",
+                       output_names=_named(output))
 
 
 def table_bits(dtype: str, embedding_bits: int | None) -> int:

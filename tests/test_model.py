@@ -9,8 +9,11 @@ import signal
 import numpy as np
 import pytest
 
+from onnx import load_model
+
 import gemma_nb
 from gemma_nb import model as model_module
+from gemma_nb.folder import GRAPH_FILE
 
 
 @pytest.fixture(scope="module", params=["fp32", "int4-cpu"])
@@ -90,6 +93,20 @@ def test_kv_cache_is_updated_in_place(model):
     after = cache.buffers["0.key"].numpy()
     assert not np.array_equal(after[:, :, len(ids)], snapshot[:, :, len(ids)])  # new row written
     np.testing.assert_array_equal(after[:, :, : len(ids)], snapshot[:, :, : len(ids)])
+
+
+def test_the_logits_output_is_the_heads_own(model):
+    """No op after the head only moves the logits: a Reshape there copied the whole vocabulary's
+    logits into the caller's bound buffer every step. The tiny Gemma 2 soft-caps them (Div, Tanh,
+    Mul); the float graphs' Gemm takes 2-D rows, so they reshape back."""
+    graph = load_model(model.path / GRAPH_FILE, load_external_data=False).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    chain, name = [], "logits"
+    while producers[name].name != "lm_head":
+        chain.append(producers[name].op_type)
+        name = producers[name].input[0]
+    after_gemm = ["Reshape"] if producers[name].op_type == "Gemm" else []
+    assert chain == ["Mul", "Tanh", "Div", *after_gemm]
 
 
 def test_ctrl_c_during_a_long_prompt_stops_after_the_running_chunk(model, monkeypatch,
