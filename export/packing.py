@@ -45,11 +45,6 @@ _FLOAT_TYPES = frozenset({GGMLQuantizationType.F32, GGMLQuantizationType.F16,
                           GGMLQuantizationType.BF16})
 
 
-def _named(output: str | None) -> list[str] | None:
-    """Tape.op's output_names for an op whose one output is `output` (None: a fresh name)."""
-    return [output] if output else None
-
-
 class Packing:
     """Float weights (fp32, or fp16 on disk cast back to fp32 for CPU activations)."""
 
@@ -99,7 +94,7 @@ class Packing:
         shape = tape.op("Concat", [tape.op("Shape", [hidden], start=0, end=2),
                                    tape.op("Shape", [logits2d], start=1)], axis=0)
         return tape.op("Reshape", [logits2d, shape], allowzero=1,  # 0 positions: 0, not copied
-                       output_names=_named(output))
+                       output_names=[output])
 
 
 class NBitsPacking(Packing):
@@ -122,7 +117,7 @@ class NBitsPacking(Packing):
                 output: str | None = None) -> str:
         return tape.op("MatMulNBits", [x, *inputs], domain=MS, name=name, K=p.K, N=p.N,
                        bits=p.bits, block_size=p.block_size,
-                       accuracy_level=self.accuracy_level, output_names=_named(output))
+                       accuracy_level=self.accuracy_level, output_names=[output])
 
     def linear(self, tape: Tape, x: str, name: str) -> str:
         p = self.quantize(name)
@@ -218,7 +213,7 @@ class TiledPacking(Packing):
 
     def tied_head(self, tape: Tape, hidden: str, output: str | None = None) -> str:
         return tape.op("Q4MatMul", [hidden, *self._tiles], domain=GEMMA_NB, name="lm_head",
-                       output_names=_named(output))
+                       output_names=[output])
 
 
 def table_bits(dtype: str, embedding_bits: int | None) -> int:

@@ -36,14 +36,16 @@ class Tape:
         return name
 
     def op(self, op_type: str, inputs: list[str], *, outputs: int = 1, domain: str = "",
-           name: str | None = None, output_names: list[str] | None = None,
+           name: str | None = None, output_names: list[str | None] | None = None,
            **attrs: Any) -> Any:
         """Append a node; returns its output name, or a list when `outputs` > 1.
 
-        `output_names` fixes the names of outputs that are graph outputs (`present.0.key`).
+        `output_names` fixes the names of outputs that are graph outputs (`present.0.key`); a
+        None among them gets a fresh name, as every output does without them.
         """
         node_name = self.fresh(name or op_type)
-        outs = output_names or [self.fresh(f"{node_name}/out{i}") for i in range(outputs)]
+        names = output_names or [None] * outputs
+        outs = [self.fresh(f"{node_name}/out{i}") if n is None else n for i, n in enumerate(names)]
         outputs = len(outs)
         attrs = {k: v for k, v in attrs.items() if v is not None}
         self.nodes.append(helper.make_node(op_type, inputs, outs, name=node_name,

@@ -8,7 +8,6 @@ import signal
 
 import numpy as np
 import pytest
-
 from onnx import load_model
 
 import gemma_nb
