@@ -751,8 +751,10 @@ NOTES = [
      "activation scales are powers of two: no multiply). In `perf` the products are 86% of a "
      "512-token prompt and run at ~75% of the `vpdpbusd` peak on each core, all accumulators in "
      "registers; attention takes ~6%, the GeGLU, norms and quantizing the activations ~4%. "
-     "A build without the scale's multiply-add ran one op only 1.08-1.09x faster, and keeping "
-     "the prepared tiles in L1 (K in chunks) made prompts slower."),
+     "Timing-only builds of one op: without the scale's multiply-add 1.06-1.13x faster, which "
+     "caps the loop at ~89% of the peak with scales per 32 weights; with the activations "
+     "loaded instead of broadcast 1.00x, and with the tiles read from L1 instead of L2 "
+     "1.00-1.03x. Larger register tiles (4x4 to 8x3) and K in chunks made prompts slower."),
     ("- What would close it: AMX. With AMX (the Intel machine) the kernel's bf16 tiles ran one "
      "2304x9216 op at 715-1,115 GFLOPS; on this CPU no instruction retires more int8 "
      "multiply-adds a cycle than `vpdpbusd`."), "",
@@ -778,7 +780,10 @@ NOTES = [
      "fast-phase rounds pass. For the 270M, the layers' fixed cost, which is not onnxruntime's: "
      "a whole layer in one op (bit-identical) gained nothing (median 1.01x in 8 pairs), nor did "
      "a thread team of gemma-nb's own, an even number of attention chunks, other prefetch "
-     "distances, or a one-pass value sum. What it is has not been found (performance.md)."),
+     "distances, a one-pass value sum, a step's inputs bound once, work handed out in batches, "
+     "or half the layers kept in the L3 (a non-temporal prefetch does not keep a stream out of "
+     "this L3). In `perf` each thread spends 19-28% of a step waiting in "
+     "onnxruntime's pool; what it waits on has not been found (performance.md)."),
     "",
     "**Decode at 1.2x the faster peer** is met on both models: 1.47x and 2.07x in this run.", "",
     ("- The runs before: 1.80x and 1.79x (a03b9ec), 1.55x and 2.02x (28c9c10), 1.27x and 1.71x "
