@@ -739,10 +739,11 @@ NOTES = [
      "the earlier runs, on an Intel Xeon with AMX, are in performance.md."), "",
     "**Prefill of the 2B shape at 3x llama.cpp.**", "",
     ("- By how much: against llama.cpp's fastest file here, Q6_K (6.58 bits a weight to "
-     "gemma-nb's 4.65), 2.08x in this run. Against Q4_K_M, the file the issue measured, 3.00x: "
-     "3.04x, 3.01x, 2.87x, 3.02x and 2.98x round by round (gemma-nb 337-357 tok/s, llama.cpp "
-     "116-119). The runs before: 3.03x and 2.18x (a03b9ec), 2.94x (a03b9ec, 3 rounds), 3.02x "
-     "and 2.16x (28c9c10), 3.15x and 2.25x (5c90b35), 2.92x and 2.14x (83688e6)."),
+     "gemma-nb's 4.65), 2.03x in this run. Against Q4_K_M, the file the issue measured, 3.02x: "
+     "3.01x, 2.94x, 3.10x, 2.95x and 2.98x round by round (gemma-nb 344-359 tok/s, llama.cpp "
+     "115-120). The runs before: 3.00x and 2.08x (1f4f327), 3.03x and 2.18x (a03b9ec), 2.94x "
+     "(a03b9ec, 3 rounds), 3.02x and 2.16x (28c9c10), 3.15x and 2.25x (5c90b35), 2.92x and "
+     "2.14x (83688e6)."),
     ("- Why: 3x Q6_K is ~510 tok/s here, ~1.0 T int8 multiply-adds a second (2.03 G a prompt "
      "token). Two cores retire at most 1.05-1.1 T of them with `vpdpbusd` "
      "(`benchmarks/int8_peak.cc`: 8.2-8.5 G instructions a second a core, also with both cores "
@@ -763,14 +764,14 @@ NOTES = [
      "bandwidth flips between ~40 and ~80 GB/s, at times within seconds: the two probes beside "
      "one run can differ that much. So each row gives two figures: against the run's best "
      "probe, and against the faster of the probes just before and after each of its runs."),
-    ("- 2B shape: 89% beside the runs (met) and 54% of the run's best probe. Its decode follows "
-     "the phase. Four rounds decoded in slow phases (27.1-28.7 tok/s, beside probes of 43-46 "
-     "GB/s) and one in a fast phase (39.0 tok/s beside 80 GB/s: 73% of the best probe, whose 70% "
-     "is 37.2 tok/s). The runs before: 68% / 80% (a03b9ec, three of five rounds fast), 52% / "
-     "56% (a03b9ec, 3 rounds), 67% / 75% (28c9c10), 48% / 91% (5c90b35), 51% / 90% (83688e6)."),
-    ("- 270M: 54% of the best probe and 65% beside: both missed. Its last two rounds ran beside "
-     "probes of 69-74 GB/s at 265 and 267 tok/s, no faster than the round before them. The runs "
-     "before: 46% / 81% (a03b9ec), 53% / 55% (28c9c10), 69% / 80% (5c90b35), 48% / 54% "
+    ("- 2B shape: 88% beside the runs (met) and 61% of the run's best probe (72.9 GB/s). Its "
+     "decode follows the phase: 36.5 tok/s in the round beside probes of 66-70 GB/s, 28.1-34.7 "
+     "in the others. The runs before: 54% / 89% (1f4f327), 68% / 80% "
+     "(a03b9ec, three of five rounds fast), 52% / 56% (a03b9ec, 3 rounds), 67% / 75% "
+     "(28c9c10), 48% / 91% (5c90b35), 51% / 90% (83688e6)."),
+    ("- 270M: 49% of the best probe (76.2 GB/s, beside a peer's run) and 81% beside its own "
+     "runs, all of which caught slow phases (41-49 GB/s): 209.8-271.7 tok/s. The runs before: "
+     "54% / 65% (1f4f327), 46% / 81% (a03b9ec), 53% / 55% (28c9c10), 69% / 80% (5c90b35), 48% / 54% "
      "(689238d). Over 150 s of decoding (858 windows of 50 steps) its step took 2.92-4.37 ms, "
      "median 3.52. The fastest windows, 2.93 ms (341 tok/s), are 70% of a 75 GB/s probe's "
      "bound. There the layers took 1.40 ms for their 58 MB (~41 GB/s) and the rest, the "
@@ -780,13 +781,16 @@ NOTES = [
      "fast-phase rounds pass. For the 270M, the layers' fixed cost, which is not onnxruntime's: "
      "a whole layer in one op (bit-identical) gained nothing (median 1.01x in 8 pairs), nor did "
      "a thread team of gemma-nb's own, an even number of attention chunks, other prefetch "
-     "distances, a one-pass value sum, a step's inputs bound once, work handed out in batches, "
-     "or half the layers kept in the L3 (a non-temporal prefetch does not keep a stream out of "
-     "this L3). In `perf` each thread spends 19-28% of a step waiting in "
-     "onnxruntime's pool; what it waits on has not been found (performance.md)."),
+     "distances, a one-pass value sum, a step's inputs bound once, or half the layers kept in "
+     "the L3 (a non-temporal prefetch does not keep a stream out of this L3). Handing decode's "
+     "tile rows to onnxruntime's pool in batches (868a5f3; 1.02-1.05x in one process) cut the pool's share of a step's `perf` samples from 22.5% to 14.3%; what "
+     "is left is mostly the worker waiting while the calling thread runs the serial parts "
+     "(onnxruntime's executor between 117 nodes, Python, one row's norms). Fewer nodes (a whole "
+     "layer in one op) did not shrink it: what would close it has not been found "
+     "(performance.md)."),
     "",
-    "**Decode at 1.2x the faster peer** is met on both models: 1.47x and 2.07x in this run.", "",
-    ("- The runs before: 1.80x and 1.79x (a03b9ec), 1.55x and 2.02x (28c9c10), 1.27x and 1.71x "
+    "**Decode at 1.2x the faster peer** is met on both models: 1.48x and 2.06x in this run.", "",
+    ("- The runs before: 1.47x and 2.07x (1f4f327), 1.80x and 1.79x (a03b9ec), 1.55x and 2.02x (28c9c10), 1.27x and 1.71x "
      "(5c90b35), 1.27x and 2.02x (83688e6, 689238d)."),
     ("- In a slow phase both runtimes read near the bandwidth, so the 2B shape's ratio falls "
      "toward the ratio of their bytes a token (1.64 / 1.52 GB, 1.08x): a 3-round run of "
