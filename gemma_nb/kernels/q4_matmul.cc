@@ -726,7 +726,8 @@ void check_weight(const char* op, const std::vector<int64_t>& tiles, const std::
 // not one claim each: claiming a task from onnxruntime's pool costs about as long as a core takes
 // to read one of the 270M's 5.8 KB tile rows in the machine's fast phase. Alternating in one
 // process, 270M decode 1.02-1.05x (16 batches on 2 cores), the 2B shape's 1.00-1.01x; 2 batches
-// (no balancing between the cores) made the 2B shape's 0.95-0.98x.
+// (no balancing between the cores) made the 2B shape's 0.95-0.98x. Cores are the machine's: a
+// session on fewer threads gets more batches a thread, still balanced.
 constexpr int64_t kBatchesPerCore = 8;
 
 size_t batches_for(int64_t tasks) {
