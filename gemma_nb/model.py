@@ -98,8 +98,10 @@ def load(path: str | Path, provider: str = "cpu", threads: int | None = None) ->
 
 # Prompt tokens a graph run: a run's working memory grows with its tokens (the 2B shape's MLP
 # activations alone are 72 KB a token), while each run reads every weight once. 256 against 128:
-# prefill-512 1.05x (2B shape, int4-cpu), 1.09x (270M int4-cpu), 1.15x (270M fp32), for +61 MiB.
-PREFILL_CHUNK = 256
+# prefill-512 1.05x (2B shape, int4-cpu), 1.09x (270M int4-cpu), 1.15x (270M fp32), for +61 MiB;
+# 512 against 256: 1.018x (2B shape, int4-cpu, +48 MiB), 1.030x (270M int4-cpu), 0.993x (270M
+# int4). A stop asked for during a long prompt waits for the running chunk (the 2B shape: ~1.4 s).
+PREFILL_CHUNK = 512
 
 
 def prompt_chunks(ids: Sequence[int]) -> list[Sequence[int]]:

@@ -6,7 +6,7 @@ the job with `Model.stream` and hands each text piece to the event loop; the req
 reads them with `Job.pieces()`. `Job.cancel()` (a client gone) is seen by the worker at the
 next piece, and the stream generator is closed: the model is free after one more token (a few
 while `Model.stream` holds back a split character or a possible stop string), or, while a long
-prompt is read, once its running chunk of 256 tokens ends.
+prompt is read, once its running chunk (`PREFILL_CHUNK` tokens) ends.
 """
 
 from __future__ import annotations
