@@ -739,11 +739,12 @@ NOTES = [
      "the earlier runs, on an Intel Xeon with AMX, are in performance.md."), "",
     "**Prefill of the 2B shape at 3x llama.cpp.**", "",
     ("- By how much: against llama.cpp's fastest file here, Q6_K (6.58 bits a weight to "
-     "gemma-nb's 4.65), 2.03x in this run. Against Q4_K_M, the file the issue measured, 3.02x: "
-     "3.01x, 2.94x, 3.10x, 2.95x and 2.98x round by round (gemma-nb 344-359 tok/s, llama.cpp "
-     "115-120). The runs before: 3.00x and 2.08x (1f4f327), 3.03x and 2.18x (a03b9ec), 2.94x "
-     "(a03b9ec, 3 rounds), 3.02x and 2.16x (28c9c10), 3.15x and 2.25x (5c90b35), 2.92x and "
-     "2.14x (83688e6)."),
+     "gemma-nb's 4.65), 2.21x in this run. Against Q4_K_M, the file the issue measured, 3.04x: "
+     "3.02x, 2.94x, 3.14x, 2.95x and 3.12x round by round (gemma-nb 358-370 tok/s, llama.cpp "
+     "117-124). Prompts now run 512 tokens a graph run (59f4ca4; 1.018x in one process). The "
+     "runs before: 2.93x and 2.05x (d0da052, llama.cpp's Q4_K_M at 112-125 tok/s), 3.02x and "
+     "2.03x (4136e44), 3.00x and 2.08x (1f4f327), 3.03x and 2.18x (a03b9ec), 3.02x and 2.16x "
+     "(28c9c10), 3.15x and 2.25x (5c90b35), 2.92x and 2.14x (83688e6)."),
     ("- Why: 3x Q6_K is ~510 tok/s here, ~1.0 T int8 multiply-adds a second (2.03 G a prompt "
      "token). Two cores retire at most 1.05-1.1 T of them with `vpdpbusd` "
      "(`benchmarks/int8_peak.cc`: 8.2-8.5 G instructions a second a core, also with both cores "
@@ -764,33 +765,39 @@ NOTES = [
      "bandwidth flips between ~40 and ~80 GB/s, at times within seconds: the two probes beside "
      "one run can differ that much. So each row gives two figures: against the run's best "
      "probe, and against the faster of the probes just before and after each of its runs."),
-    ("- 2B shape: 88% beside the runs (met) and 61% of the run's best probe (72.9 GB/s). Its "
-     "decode follows the phase: 36.5 tok/s in the round beside probes of 66-70 GB/s, 28.1-34.7 "
-     "in the others. The runs before: 54% / 89% (1f4f327), 68% / 80% "
-     "(a03b9ec, three of five rounds fast), 52% / 56% (a03b9ec, 3 rounds), 67% / 75% "
-     "(28c9c10), 48% / 91% (5c90b35), 51% / 90% (83688e6)."),
-    ("- 270M: 49% of the best probe (76.2 GB/s, beside a peer's run) and 81% beside its own "
-     "runs, all of which caught slow phases (41-49 GB/s): 209.8-271.7 tok/s. The runs before: "
-     "54% / 65% (1f4f327), 46% / 81% (a03b9ec), 53% / 55% (28c9c10), 69% / 80% (5c90b35), 48% / 54% "
-     "(689238d). Over 150 s of decoding (858 windows of 50 steps) its step took 2.92-4.37 ms, "
-     "median 3.52. The fastest windows, 2.93 ms (341 tok/s), are 70% of a 75 GB/s probe's "
-     "bound. There the layers took 1.40 ms for their 58 MB (~41 GB/s) and the rest, the "
-     "lm_head's 97 MB included, 1.53 ms: each of a step's 90 product and attention stages "
-     "carries ~3.4 us of fixed cost, and attention reads its cache at 25-28 GB/s."),
+    ("- 2B shape: 90% beside the runs (met) and 55% of the run's best probe (81.2 GB/s). Its "
+     "decode follows the phase: 40.2 and 41.1 tok/s in its two fast-phase rounds (72-75% of the "
+     "best probe's bound), 29.8-29.9 in the three slow ones. The runs before: 55% / 75% "
+     "(d0da052), 61% / 88% (4136e44), 54% / 89% (1f4f327), 68% / 80% (a03b9ec, three of five "
+     "rounds fast), 67% / 75% (28c9c10), 48% / 91% (5c90b35), 51% / 90% (83688e6)."),
+    ("- 270M: 66% of the best probe (79.9 GB/s) and 67% beside its own runs, most of which "
+     "caught fast phases: 335.9-346.5 tok/s, one round 278.7. Missed by 3-4 points. Two kernel "
+     "changes of this run's commit: decode asks for its codes with `prefetchnta` (c4fa620), so "
+     "the once-read weights no longer push onnxruntime's state, the activations and the KV cache "
+     "out of L2 and the L3, and 8 KB ahead instead of 4 (9186023); 1.05-1.08x together in one "
+     "process. The runs before: 53% / 82% (d0da052), 62% / 76% (c4fa620), 49% / 81% (4136e44), "
+     "54% / 65% (1f4f327), 46% / 81% (a03b9ec), 53% / 55% (28c9c10), 69% / 80% (5c90b35)."),
+    ("- Why, timed inside the library (a timing build, 200 steps at 600 tokens of context): the "
+     "lm_head's 97 MB stream at the probe's rate (1.10-1.13 ms a step in a fast phase); the "
+     "layers' products, each a short read of 0.36-1.4 MB, at 48-55 GB/s; attention 0.27-0.31 ms "
+     "(15-17 us a layer, its cache read at ~32 GB/s, ~2 us of it reading its 11 inputs); "
+     "0.23-0.33 ms between the step's 91 ops (2.4-3.7 us each: onnxruntime's executor, and "
+     "~1.1 us the Lite API's wrapper building a `Q4MatMul` call's arguments); Python 0.06-0.09 "
+     "ms."),
     ("- What would close it: for the 2B shape, a machine that stays in its fast phase: its "
-     "fast-phase rounds pass. For the 270M, the layers' fixed cost, which is not onnxruntime's: "
-     "a whole layer in one op (bit-identical) gained nothing (median 1.01x in 8 pairs), nor did "
-     "a thread team of gemma-nb's own, an even number of attention chunks, other prefetch "
-     "distances, a one-pass value sum, a step's inputs bound once, or half the layers kept in "
-     "the L3 (a non-temporal prefetch does not keep a stream out of this L3). Handing decode's "
-     "tile rows to onnxruntime's pool in batches (868a5f3; 1.02-1.05x in one process) cut the pool's share of a step's `perf` samples from 22.5% to 14.3%; what "
-     "is left is mostly the worker waiting while the calling thread runs the serial parts "
-     "(onnxruntime's executor between 117 nodes, Python, one row's norms). Fewer nodes (a whole "
-     "layer in one op) did not shrink it: what would close it has not been found "
-     "(performance.md)."),
+     "fast-phase rounds pass. For the 270M, ~0.17 ms of its 2.91 ms step (365 tok/s is 70% of "
+     "this run's bound), from the cost between and around its 91 ops. Tried without gain (in "
+     "one process, performance.md): a whole layer in one op (1.01x, before the prefetch "
+     "changes), a thread team of gemma-nb's own, an even number of attention chunks, a "
+     "one-pass value sum, a step's inputs bound once, asking for the next op's weights during "
+     "the current one, longer runs a task, attention's cache rows with `prefetchnta` or further "
+     "ahead. Not tried: `Q4MatMul`'s arguments through onnxruntime's plain API instead of the "
+     "Lite wrapper (~0.05 ms a step at most), and a cache with each position's key and value "
+     "side by side, one stream for attention instead of two short ones."),
     "",
-    "**Decode at 1.2x the faster peer** is met on both models: 1.48x and 2.06x in this run.", "",
-    ("- The runs before: 1.47x and 2.07x (1f4f327), 1.80x and 1.79x (a03b9ec), 1.55x and 2.02x (28c9c10), 1.27x and 1.71x "
+    "**Decode at 1.2x the faster peer** is met on both models: 1.44x and 2.36x in this run.", "",
+    ("- The runs before: 1.26x and 2.03x (d0da052), 1.48x and 2.06x (4136e44), 1.47x and 2.07x "
+     "(1f4f327), 1.80x and 1.79x (a03b9ec), 1.55x and 2.02x (28c9c10), 1.27x and 1.71x "
      "(5c90b35), 1.27x and 2.02x (83688e6, 689238d)."),
     ("- In a slow phase both runtimes read near the bandwidth, so the 2B shape's ratio falls "
      "toward the ratio of their bytes a token (1.64 / 1.52 GB, 1.08x): a 3-round run of "
