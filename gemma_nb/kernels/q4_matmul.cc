@@ -70,7 +70,7 @@ constexpr int kRows = 8;  // activation rows that share one unpacking of a tile'
 constexpr int64_t kPreparedRows = 32;
 // Decode streams the codes once; asking for them this far ahead keeps enough reads in flight for
 // 2 cores to reach the read bandwidth (4-8 KB: 1.4-1.5x the decode speed without, 2B shape).
-// With prefetchnta (prefetch_streamed), 8 KB against 4 KB, alternating in one process: the 270M's
+// With prefetchnta (prefetch_ahead), 8 KB against 4 KB, alternating in one process: the 270M's
 // decode 1.03-1.05x (the avx2 path 1.05x), the 2B shape's 1.04x; 2 KB 0.94x, 12-16 KB 1.02-1.05x.
 constexpr int64_t kPrefetchBytes = 8192;
 
@@ -204,13 +204,15 @@ void tiles_exact(const MatMulJob& job, int64_t tile0, int64_t count) {
 }
 
 #if defined(__x86_64__)
-// Decode's request for the codes kPrefetchBytes ahead, non-temporal (prefetchnta): they are read
-// once, so they pass through L1 only and do not push out of L2 and the L3 what the next op reads
-// again (onnxruntime's state between nodes, the activations, the KV cache). The time between two
-// ops fell from 3.8-4.2 to 2.8-3.6 us on the 270M; alternating in one process, its decode ran
-// 1.01-1.05x as fast as with prefetcht0 (the avx2 path 1.03x), the 2B shape's 1.02-1.03x.
-inline void prefetch_streamed(const uint8_t* codes) {
-  _mm_prefetch(reinterpret_cast<const char*>(codes + kPrefetchBytes), _MM_HINT_NTA);
+// A request for the codes kPrefetchBytes ahead of `codes`. Decode asks non-temporally
+// (prefetchnta): it reads them once, so they pass through L1 only and do not push out of L2 and
+// the L3 what the next op reads again (onnxruntime's state between nodes, the activations, the
+// KV cache). The time between two ops fell from 3.8-4.2 to 2.8-3.6 us on the 270M; alternating in
+// one process, its decode ran 1.01-1.05x as fast as with prefetcht0 (the avx2 path 1.03x), the 2B
+// shape's 1.02-1.03x. Prompts (prepare_tile), compute-bound, keep prefetcht0.
+template <_mm_hint Hint = _MM_HINT_NTA>
+inline void prefetch_ahead(const uint8_t* codes) {
+  _mm_prefetch(reinterpret_cast<const char*>(codes + kPrefetchBytes), Hint);
 }
 
 #pragma GCC push_options
@@ -235,7 +237,7 @@ void tile_rows_avx2(const MatMulJob& job, int64_t tile, int64_t row0) {
     for (int64_t b = 0; b < job.blocks; ++b) {
       __m256i codes[8];  // codes[t]: 8 rows x columns 4t .. 4t + 3
       for (int L = 0; L < 4; ++L) {
-        if (half == 0) prefetch_streamed(w + b * kTileBytes + L * 64);
+        if (half == 0) prefetch_ahead(w + b * kTileBytes + L * 64);
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * kTileBytes + L * 64 + 32 * half));
         codes[2 * L] = _mm256_and_si256(v, low_nibbles);
         codes[2 * L + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_nibbles);
@@ -337,7 +339,7 @@ void tile_rows_vnni(const MatMulJob& job, int64_t tile, int64_t row0) {
   for (int64_t b = 0; b < job.blocks; ++b) {
     __m512i codes[8];  // codes[t]: 16 rows x columns 4t .. 4t + 3
     for (int L = 0; L < 4; ++L) {
-      prefetch_streamed(w + b * kTileBytes + L * 64);
+      prefetch_ahead(w + b * kTileBytes + L * 64);
     }
     for (int L = 0; L < 4; ++L) {
       const __m512i v = _mm512_loadu_si512(w + b * kTileBytes + L * 64);
@@ -388,7 +390,7 @@ void prepare_tile(const TileRow& weights, int64_t blocks, __m512i* out) {
     __m512i sum = _mm512_setzero_si512();  // per byte: 8 values of q - zero, |sum| <= 120
     __m512i* p = out + b * kPrepared;
     for (int L = 0; L < 4; ++L) {
-      _mm_prefetch(reinterpret_cast<const char*>(weights.codes + b * kTileBytes + kPrefetchBytes + L * 64), _MM_HINT_T0);
+      prefetch_ahead<_MM_HINT_T0>(weights.codes + b * kTileBytes + L * 64);
     }
     for (int L = 0; L < 4; ++L) {
       const __m512i v = _mm512_loadu_si512(weights.codes + b * kTileBytes + L * 64);
