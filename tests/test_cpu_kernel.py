@@ -271,6 +271,44 @@ def test_sessions_made_under_different_caps_keep_their_own_paths(tmp_path, weigh
         assert np.abs(y - activations @ w.T).max() < 1e-5 * scale, isa
 
 
+def weight_inputs_session(tmp_path):
+    """Q4MatMul with its weight given at run time, as graph inputs, not initializers."""
+    node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "zeros"], ["y"], domain="gemma_nb")
+    kinds = {"x": TensorProto.FLOAT, "tiles": TensorProto.UINT8, "scales": TensorProto.FLOAT16,
+             "zeros": TensorProto.UINT8}
+    return one_op_session(
+        tmp_path, {}, node, [helper.make_tensor_value_info(n, t, None) for n, t in kinds.items()],
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, None))
+
+
+def test_a_weight_given_at_run_time_is_read_and_checked_each_run(tmp_path, weight):
+    """The kernel reads an initializer weight once, as the session is made; one that is a graph
+    input is read, and its shapes checked, on every run."""
+    x = np.random.default_rng(3).standard_normal((2, K)).astype(np.float32)
+    expected = matmul_session(tmp_path, weight).run(None, {"x": x})[0]
+    session = weight_inputs_session(tmp_path)  # writes over model.onnx: the first session is made
+    np.testing.assert_array_equal(session.run(None, {"x": x, **weight})[0], expected)
+    other = tiled_weight(112)
+    assert session.run(None, {"x": x, **other})[0].shape == (2, 112)
+    with pytest.raises(Exception, match="not \\[N/16, K/32, 256\\] tiles"):
+        session.run(None, {"x": x, **weight, "zeros": weight["zeros"][:, :4]})
+
+
+def test_a_norm_initializer_of_the_wrong_size_fails_each_run(tmp_path, weight):
+    node = helper.make_node("Q4MatMul", ["x", "tiles", "scales", "zeros", "norm", "residual",
+                                         "next_norm"], ["y", "sum"], domain="gemma_nb",
+                            norm_epsilon=1e-6)
+    norms = {"norm": np.ones(N - 16, np.float32), "next_norm": np.ones(N, np.float32)}
+    session = one_op_session(
+        tmp_path, {**weight, **norms}, node,
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("x", "residual")],
+        *(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "sum")))
+    for _ in range(2):
+        with pytest.raises(Exception, match="each hold one value for each of the weight's 80"):
+            session.run(None, {"x": np.ones((1, K), np.float32),
+                               "residual": np.ones((1, N), np.float32)})
+
+
 def test_batched_input_keeps_its_leading_dimensions(tmp_path, weight):
     session = matmul_session(tmp_path, weight)
     x = np.random.default_rng(1).standard_normal((2, 20, K)).astype(np.float32)

@@ -42,6 +42,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -57,6 +58,7 @@
 #include "attention.h"
 #include "geglu.h"
 #include "onnxruntime_lite_custom_op.h"
+#include "ort_values.h"
 #include "rms_norm.h"
 
 namespace {
@@ -719,21 +721,35 @@ void geglu_task(void* data, size_t task) {
   }
 }
 
-const uint16_t* half_bits(const Ort::Custom::Tensor<Ort::Float16_t>& t) {
-  return reinterpret_cast<const uint16_t*>(t.Data());
-}
+// A packed weight: tiles [N/16, K/32, 256], scales [N/16, K/32, 16] (fp16 bits), zeros [N/16, K/32, 8].
+struct Weight {
+  const uint8_t* tiles = nullptr;
+  const uint16_t* scales = nullptr;
+  const uint8_t* zeros = nullptr;
+  int64_t n_tiles = 0, blocks = 0;
+  std::string fault;  // why the three tensors are not one packed weight; empty where they are
 
-// The tiles' [N/16, K/32, 256], the scales' [N/16, K/32, 16] and the zeros' [N/16, K/32, 8]; throws on
-// anything else.
-void check_weight(const char* op, const std::vector<int64_t>& tiles, const std::vector<int64_t>& scales,
-                  const std::vector<int64_t>& zeros) {
-  const int64_t n_tiles = tiles.size() == 3 ? tiles[0] : -1, blocks = tiles.size() == 3 ? tiles[1] : -1;
-  if (tiles.size() != 3 || tiles[2] != kTileBytes || scales != std::vector<int64_t>{n_tiles, blocks, kTile} ||
-      zeros != std::vector<int64_t>{n_tiles, blocks, kZeroBytes}) {
-    ORT_CXX_API_THROW(std::string(op) + ": the weight is not [N/16, K/32, 256] tiles with [N/16, K/32, 16] "
-                      "scales and [N/16, K/32, 8] zero points", ORT_INVALID_ARGUMENT);
+  static Weight of(const OrtValue* tiles, const OrtValue* scales, const OrtValue* zeros, const char* op) {
+    Weight w{gemma_nb::data_of<uint8_t>(tiles), gemma_nb::data_of<uint16_t>(scales), gemma_nb::data_of<uint8_t>(zeros)};
+    const gemma_nb::Dims t = gemma_nb::dims_of(tiles, op);
+    w.n_tiles = t.rank == 3 ? t.at[0] : -1, w.blocks = t.rank == 3 ? t.at[1] : -1;
+    if (t.rank != 3 || t.at[2] != kTileBytes || gemma_nb::dims_of(scales, op) != gemma_nb::Dims{{w.n_tiles, w.blocks, kTile}, 3} ||
+        gemma_nb::dims_of(zeros, op) != gemma_nb::Dims{{w.n_tiles, w.blocks, kZeroBytes}, 3}) {
+      w.fault = std::string(op) + ": the weight is not [N/16, K/32, 256] tiles with [N/16, K/32, 16] scales and "
+                "[N/16, K/32, 8] zero points";
+    }
+    return w;
   }
-}
+  // The node's inputs first .. first + 2.
+  static Weight of(OrtKernelContext* context, size_t first, const char* op) {
+    return of(gemma_nb::input_value(context, first), gemma_nb::input_value(context, first + 1),
+              gemma_nb::input_value(context, first + 2), op);
+  }
+  const Weight& checked() const {
+    if (!fault.empty()) ORT_CXX_API_THROW(std::string(fault), ORT_INVALID_ARGUMENT);
+    return *this;
+  }
+};
 
 // Tasks of one tile row (or kGegluPairs) go to the pool in this many contiguous batches a core,
 // not one claim each: claiming a task from onnxruntime's pool costs about as long as a core takes
@@ -750,33 +766,30 @@ size_t batches_for(int64_t tasks) {
 
 struct Product {  // what q4_matmul wrote: y's data, its shape and its rows
   float* data;
-  std::vector<int64_t> shape;
+  gemma_nb::Dims shape;
   int64_t rows;
 };
 
-// Y = A W^T, or with `geglu` (a null row function: none) Y = geglu(gate, up) of its two halves.
-Product q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<float>& a,
-                 const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
-                 const Ort::Custom::Tensor<uint8_t>& zeros, Ort::Custom::Tensor<float>& y, gemma_nb::GegluRow geglu) {
-  const std::vector<int64_t> a_shape = a.Shape(), w_shape = tiles.Shape();
-  check_weight("Q4MatMul", w_shape, scales.Shape(), zeros.Shape());
-  const int64_t blocks = w_shape[1], n = w_shape[0] * kTile, k = blocks * kBlock;
-  if (a_shape.empty() || a_shape.back() != k) {
+// Y (output 0) = A W^T, or with `geglu` (a null row function: none) Y = geglu(gate, up) of its two halves.
+Product q4_matmul(OrtKernelContext* context, int isa, const float* a, const gemma_nb::Dims& a_shape, const Weight& w,
+                  gemma_nb::GegluRow geglu) {
+  const int64_t blocks = w.blocks, n = w.n_tiles * kTile, k = blocks * kBlock;
+  if (a_shape.rank == 0 || a_shape.back() != k) {
     ORT_CXX_API_THROW("Q4MatMul: the input's last dimension is not the weight's K", ORT_INVALID_ARGUMENT);
   }
-  if (geglu && w_shape[0] % 2) {
+  if (geglu && w.n_tiles % 2) {
     ORT_CXX_API_THROW("Q4MatMul: geglu needs a weight of tile rows in gate and up pairs (an even number)",
                       ORT_INVALID_ARGUMENT);
   }
-  const int64_t m = a.NumberOfElement() / k;
-  std::vector<int64_t> y_shape = a_shape;
-  y_shape.back() = geglu ? n / 2 : n;
-  float* out = y.Allocate(y_shape);
+  const int64_t m = a_shape.elements() / k;
+  gemma_nb::Dims y_shape = a_shape;
+  y_shape.at[y_shape.rank - 1] = geglu ? n / 2 : n;
+  float* out = gemma_nb::output_data<float>(context, 0, y_shape);
   const Product product{out, y_shape, m};
   if (m == 0) return product;
   Ort::KernelContext ctx(context);
   thread_local QuantizedRows x;  // the calling thread's, reused: no allocation per token
-  MatMulJob job{a.Data(), tiles.Data(), half_bits(scales), zeros.Data(), &x, out, m, n, blocks, 0, n, 0, 0};
+  MatMulJob job{a, w.tiles, w.scales, w.zeros, &x, out, m, n, blocks, 0, n, 0, 0};
   std::vector<float> whole;  // the AMX path's product, before its GeGLU
   TileRange range = tiles_generic;
   int64_t per_task = 1;
@@ -787,10 +800,10 @@ Product q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<
   if (groups) {
     if (geglu) whole.resize(m * n), job.out = whole.data(), job.out_pairs = n / kTile / 2;  // gate, then up
     std::vector<uint16_t> a16(groups * 16 * k);
-    Bf16Job convert{a.Data(), a16.data(), k};
+    Bf16Job convert{a, a16.data(), k};
     ctx.ParallelFor(to_bf16_row, static_cast<size_t>(groups * 16), 0, &convert);
     AmxJob amx{&job, a16.data(), groups};
-    ctx.ParallelFor(tile_columns_amx, static_cast<size_t>((w_shape[0] + 1) / 2), 0, &amx);
+    ctx.ParallelFor(tile_columns_amx, static_cast<size_t>((w.n_tiles + 1) / 2), 0, &amx);
     job.first_row = groups * 16;
   }
   if (isa >= kAvx512Vnni) quantize = quantize_block_vnni<false>, range = tiles_vnni;
@@ -800,17 +813,17 @@ Product q4_matmul(OrtKernelContext* context, int isa, const Ort::Custom::Tensor<
   if (isa == kAvx2) range = tiles_avx2;
 #endif
   if (quantize && job.first_row < m) {
-    quantize_rows(ctx, quantize, a.Data() + job.first_row * k, (m - job.first_row) * blocks, x);
+    quantize_rows(ctx, quantize, a + job.first_row * k, (m - job.first_row) * blocks, x);
   }
   const bool one_by_one = per_task == 1;  // decode, and prompts without AVX-512: see batches_for
   if (geglu && whole.empty()) {  // per_task: pairs of tile rows
     TilesJob tasks{&job, range, one_by_one ? kGegluPairs : per_task, geglu, out};
-    const int64_t count = (w_shape[0] / 2 + tasks.per_task - 1) / tasks.per_task;
+    const int64_t count = (w.n_tiles / 2 + tasks.per_task - 1) / tasks.per_task;
     ctx.ParallelFor(geglu_task, static_cast<size_t>(count), one_by_one ? batches_for(count) : 0, &tasks);
     return product;
   }
   TilesJob tasks{&job, range, per_task, nullptr, nullptr};
-  const int64_t count = (w_shape[0] + per_task - 1) / per_task;
+  const int64_t count = (w.n_tiles + per_task - 1) / per_task;
   if (job.first_row < m) ctx.ParallelFor(product_task, static_cast<size_t>(count), one_by_one ? batches_for(count) : 0, &tasks);
   if (geglu) gemma_nb::geglu_on_pool(ctx, geglu, whole.data(), n / 2, m * n / 2, out);
   return product;
@@ -834,94 +847,159 @@ void residual_row(void* data, size_t row) {
   for (int64_t i = 0; i < job.n; ++i) y[i] = sum[i] * r_sum * job.next_norm[i];
 }
 
-struct Q4MatMul {  // one per graph node: its path is fixed when the session is made
-  Q4MatMul(const OrtApi* api, const OrtKernelInfo* info) {
+// Q4MatMul and Q4Gather read their inputs through the C API (ort_values.h), not the Lite API.
+class Q4MatMulKernel {  // one per graph node: its path is fixed when the session is made
+ public:
+  Q4MatMulKernel(const OrtApi& api, const OrtKernelInfo* info) {
     const int cap = chosen_isa();
-    isa = cap < 0 ? best_isa() : cap;
-    if (OrtStatus* absent = api->KernelInfoGetAttribute_float(info, "norm_epsilon", &norm_epsilon)) {
-      api->ReleaseStatus(absent);
-      norm_epsilon = -1.f;
+    isa_ = cap < 0 ? best_isa() : cap;
+    if (OrtStatus* absent = api.KernelInfoGetAttribute_float(info, "norm_epsilon", &norm_epsilon_)) {
+      api.ReleaseStatus(absent);
+      norm_epsilon_ = -1.f;
     }
     int64_t geglu_attribute = 0;
-    if (OrtStatus* absent = api->KernelInfoGetAttribute_int64(info, "geglu", &geglu_attribute)) api->ReleaseStatus(absent);
-    if (geglu_attribute) geglu = gemma_nb::session_geglu_row();
+    if (OrtStatus* absent = api.KernelInfoGetAttribute_int64(info, "geglu", &geglu_attribute)) api.ReleaseStatus(absent);
+    if (geglu_attribute) geglu_ = gemma_nb::session_geglu_row();
+    const OrtValue *tiles = gemma_nb::constant_input(api, info, 1), *scales = gemma_nb::constant_input(api, info, 2),
+                   *zeros = gemma_nb::constant_input(api, info, 3);
+    if (tiles && scales && zeros) constant_weight_ = Weight::of(tiles, scales, zeros, "Q4MatMul");
+    for (int i = 0; i < 2; ++i) {
+      if (const OrtValue* norm = gemma_nb::constant_input(api, info, i ? 6 : 4)) {
+        constant_norms_[i] = Norm{gemma_nb::data_of<float>(norm), gemma_nb::dims_of(norm, "Q4MatMul")};
+      }
+    }
   }
-  void Compute(OrtKernelContext* context, const Ort::Custom::Tensor<float>& a,
-               const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
-               const Ort::Custom::Tensor<uint8_t>& zeros, std::optional<const Ort::Custom::Tensor<float>*> norm,
-               std::optional<const Ort::Custom::Tensor<float>*> residual,
-               std::optional<const Ort::Custom::Tensor<float>*> next_norm, Ort::Custom::Tensor<float>& y,
-               std::optional<Ort::Custom::Tensor<float>*> sum) {
-    const bool fused = norm.has_value();
-    if (residual.has_value() != fused || next_norm.has_value() != fused || sum.has_value() != fused) {
+
+  void Compute(OrtKernelContext* context) {
+    const OrtValue* a = gemma_nb::input_value(context, 0);
+    const OrtValue *norm = gemma_nb::input_value(context, 4), *residual = gemma_nb::input_value(context, 5),
+                   *next_norm = gemma_nb::input_value(context, 6);
+    size_t outputs = 0;
+    Ort::ThrowOnError(Ort::GetApi().KernelContext_GetOutputCount(context, &outputs));
+    const bool fused = norm != nullptr;
+    if ((residual != nullptr) != fused || (next_norm != nullptr) != fused || (outputs > 1) != fused) {
       ORT_CXX_API_THROW("Q4MatMul: norm, residual and next_norm come together, with the output sum", ORT_INVALID_ARGUMENT);
     }
-    if (fused && norm_epsilon < 0.f) ORT_CXX_API_THROW("Q4MatMul: norm needs the attribute norm_epsilon", ORT_INVALID_ARGUMENT);
-    if (fused && geglu) ORT_CXX_API_THROW("Q4MatMul: geglu and the residual inputs do not go together", ORT_INVALID_ARGUMENT);
-    const Product product = q4_matmul(context, isa, a, tiles, scales, zeros, y, geglu);  // checks a's and the weight's shapes
+    if (fused && norm_epsilon_ < 0.f) ORT_CXX_API_THROW("Q4MatMul: norm needs the attribute norm_epsilon", ORT_INVALID_ARGUMENT);
+    if (fused && geglu_) ORT_CXX_API_THROW("Q4MatMul: geglu and the residual inputs do not go together", ORT_INVALID_ARGUMENT);
+    Weight this_run;
+    const Weight& weight = constant_weight_ ? *constant_weight_ : (this_run = Weight::of(context, 1, "Q4MatMul"));
+    // checks a's shape against the weight's
+    const Product product = q4_matmul(context, isa_, gemma_nb::data_of<float>(a), gemma_nb::dims_of(a, "Q4MatMul"),
+                                      weight.checked(), geglu_);
     if (!fused) return;
     const int64_t n = product.shape.back();
-    const std::vector<int64_t> norm_shape{n};
-    if ((*norm)->Shape() != norm_shape || (*next_norm)->Shape() != norm_shape) {
+    const Norm norms[2] = {norm_of(norm, 0), norm_of(next_norm, 1)};
+    if (norms[0].dims != gemma_nb::Dims{{n}, 1} || norms[1].dims != gemma_nb::Dims{{n}, 1}) {
       ORT_CXX_API_THROW("Q4MatMul: norm and next_norm must each hold one value for each of the weight's " +
                         std::to_string(n) + " outputs", ORT_INVALID_ARGUMENT);
     }
-    if ((*residual)->Shape() != product.shape) ORT_CXX_API_THROW("Q4MatMul: residual must have the output's shape", ORT_INVALID_ARGUMENT);
-    ResidualJob job{product.data, (*sum)->Allocate(product.shape), (*residual)->Data(), (*norm)->Data(),
-                    (*next_norm)->Data(), n, norm_epsilon};
+    if (gemma_nb::dims_of(residual, "Q4MatMul") != product.shape) {
+      ORT_CXX_API_THROW("Q4MatMul: residual must have the output's shape", ORT_INVALID_ARGUMENT);
+    }
+    ResidualJob job{product.data, gemma_nb::output_data<float>(context, 1, product.shape), gemma_nb::data_of<float>(residual),
+                    norms[0].data, norms[1].data, n, norm_epsilon_};
     if (product.rows < 16) {  // a decode step: one row, cheaper than waking the pool
       for (int64_t r = 0; r < product.rows; ++r) residual_row(&job, static_cast<size_t>(r));
     } else {
       Ort::KernelContext(context).ParallelFor(residual_row, static_cast<size_t>(product.rows), 0, &job);
     }
   }
-  int isa;
-  float norm_epsilon;                 // -1 where the node has no such attribute
-  gemma_nb::GegluRow geglu = nullptr;  // with the attribute geglu = 1: Y is GeGLU of the product's halves
+
+ private:
+  struct Norm {
+    const float* data = nullptr;
+    gemma_nb::Dims dims;
+  };
+  Norm norm_of(const OrtValue* value, int i) const {  // norm (0) or next_norm (1)
+    return constant_norms_[i] ? *constant_norms_[i] : Norm{gemma_nb::data_of<float>(value), gemma_nb::dims_of(value, "Q4MatMul")};
+  }
+
+  int isa_;
+  float norm_epsilon_;                  // -1 where the node has no such attribute
+  gemma_nb::GegluRow geglu_ = nullptr;  // with the attribute geglu = 1: Y is GeGLU of the product's halves
+  // Inputs that are constant initializers (as in every exported graph) are read once, as the
+  // session makes the node, and a fault in them reported by every run, as for the others.
+  std::optional<Weight> constant_weight_;
+  std::optional<Norm> constant_norms_[2];
 };
 
-void Q4Gather(const Ort::Custom::Tensor<uint8_t>& tiles, const Ort::Custom::Tensor<Ort::Float16_t>& scales,
-              const Ort::Custom::Tensor<uint8_t>& zeros, const Ort::Custom::Tensor<int64_t>& ids,
-              Ort::Custom::Tensor<float>& y) {
-  const std::vector<int64_t> w_shape = tiles.Shape();
-  check_weight("Q4Gather", w_shape, scales.Shape(), zeros.Shape());
-  const int64_t blocks = w_shape[1], k = blocks * kBlock, rows = w_shape[0] * kTile;
-  std::vector<int64_t> y_shape = ids.Shape();
-  y_shape.push_back(k);
-  const int64_t count = ids.NumberOfElement();
-  for (int64_t i = 0; i < count; ++i) {  // before any output: a bad id fails the run cleanly
-    if (ids.Data()[i] < 0 || ids.Data()[i] >= rows) {
-      ORT_CXX_API_THROW("Q4Gather: token id " + std::to_string(ids.Data()[i]) + " is outside 0.." +
-                        std::to_string(rows - 1), ORT_INVALID_ARGUMENT);
+// Q4MatMul(A, tiles, scales, zeros, norm?, residual?, next_norm?) -> Y, sum? (the header)
+struct Q4MatMulOp : Ort::CustomOpBase<Q4MatMulOp, Q4MatMulKernel> {
+  void* CreateKernel(const OrtApi& api, const OrtKernelInfo* info) const { return new Q4MatMulKernel(api, info); }
+  const char* GetName() const { return "Q4MatMul"; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 7; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 1 || i == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : i == 2 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16
+                                                                     : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    return i >= 4 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+  size_t GetOutputTypeCount() const { return 2; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  OrtCustomOpInputOutputCharacteristic GetOutputCharacteristic(size_t i) const {
+    return i == 1 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+};
+
+struct Q4GatherKernel {
+  Q4GatherKernel(const OrtApi&, const OrtKernelInfo*) {}
+  void Compute(OrtKernelContext* context) {
+    const Weight w = Weight::of(context, 0, "Q4Gather").checked();
+    const OrtValue* ids_value = gemma_nb::input_value(context, 3);
+    const int64_t* ids = gemma_nb::data_of<int64_t>(ids_value);
+    const int64_t blocks = w.blocks, k = blocks * kBlock, rows = w.n_tiles * kTile;
+    gemma_nb::Dims y_shape = gemma_nb::dims_of(ids_value, "Q4Gather");
+    const int64_t count = y_shape.elements();
+    if (y_shape.rank == gemma_nb::Dims::kMaxRank) ORT_CXX_API_THROW("Q4Gather: ids have too many dimensions", ORT_INVALID_ARGUMENT);
+    y_shape.at[y_shape.rank++] = k;
+    for (int64_t i = 0; i < count; ++i) {  // before any output: a bad id fails the run cleanly
+      if (ids[i] < 0 || ids[i] >= rows) {
+        ORT_CXX_API_THROW("Q4Gather: token id " + std::to_string(ids[i]) + " is outside 0.." + std::to_string(rows - 1),
+                          ORT_INVALID_ARGUMENT);
+      }
+    }
+    float* out = gemma_nb::output_data<float>(context, 0, y_shape);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t tile = ids[i] / kTile, r = ids[i] % kTile;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t at = tile * blocks + b;
+        const uint8_t* codes = w.tiles + at * kTileBytes;
+        const float s = half_to_float(w.scales[at * kTile + r]), m = tile_min(s, w.zeros + at * kZeroBytes, static_cast<int>(r));
+        float* o = out + i * k + b * kBlock;
+        for (int c = 0; c < kBlock; ++c) o[c] = s * tile_code(codes, static_cast<int>(r), c) + m;
+      }
     }
   }
-  float* out = y.Allocate(y_shape);
-  const uint16_t* sc = half_bits(scales);
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t tile = ids.Data()[i] / kTile, r = ids.Data()[i] % kTile;
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t at = tile * blocks + b;
-      const uint8_t* codes = tiles.Data() + at * kTileBytes;
-      const float s = half_to_float(sc[at * kTile + r]), m = tile_min(s, zeros.Data() + at * kZeroBytes, static_cast<int>(r));
-      float* o = out + i * k + b * kBlock;
-      for (int c = 0; c < kBlock; ++c) o[c] = s * tile_code(codes, static_cast<int>(r), c) + m;
-    }
+};
+
+// Q4Gather(tiles, scales, zeros, ids) -> rows (the header)
+struct Q4GatherOp : Ort::CustomOpBase<Q4GatherOp, Q4GatherKernel> {
+  void* CreateKernel(const OrtApi& api, const OrtKernelInfo* info) const { return new Q4GatherKernel(api, info); }
+  const char* GetName() const { return "Q4Gather"; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 4; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16 : i == 3 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64
+                                                                   : ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
   }
-}
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
 
 struct GemmaNbDomain {  // made once per process; every session that registers the library adds it
   Ort::CustomOpDomain domain{"gemma_nb"};
-  std::unique_ptr<Ort::Custom::OrtLiteCustomOp> matmul{
-      Ort::Custom::CreateLiteCustomOp<Q4MatMul>("Q4MatMul", "CPUExecutionProvider")};
-  std::unique_ptr<Ort::Custom::OrtLiteCustomOp> gather{
-      Ort::Custom::CreateLiteCustomOp("Q4Gather", "CPUExecutionProvider", Q4Gather)};
+  Q4MatMulOp matmul;
+  Q4GatherOp gather;
   std::unique_ptr<Ort::Custom::OrtLiteCustomOp> geglu{
       Ort::Custom::CreateLiteCustomOp<gemma_nb::GegluKernel>("GeGLU", "CPUExecutionProvider")};
   gemma_nb::AttentionOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT> attention;
   gemma_nb::AttentionOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16> attention_half_cache;
   GemmaNbDomain() {
-    domain.Add(matmul.get());
-    domain.Add(gather.get());
+    domain.Add(&matmul);
+    domain.Add(&gather);
     domain.Add(geglu.get());
     domain.Add(&attention);
     domain.Add(&attention_half_cache);
