@@ -70,7 +70,7 @@ def _once(model: Model, prompt: list[int], new_tokens: int) -> dict[str, float]:
     token = int(np.argmax(logits))
     first = time.perf_counter()
     for _ in range(new_tokens - 1):
-        token = int(np.argmax(model.decode_one(cache, token)))
+        token = int(np.argmax(model.decode_one(cache, token, reuse=True)))
     end = time.perf_counter()
     return {"prefill_tok_s": len(prompt) / (first - start),
             "time_to_first_token_s": first - start,

@@ -193,8 +193,26 @@ class Model:
         logits = self._forward(cache, row, np.array([len(chunk) - 1] if last else [], np.int64))
         return logits[0, 0] if last else None
 
-    def decode_one(self, cache: KVCache, token: int) -> np.ndarray:
-        return self._forward(cache, np.array([[token]], np.int64), np.zeros(1, np.int64))[0, 0]
+    def decode_one(self, cache: KVCache, token: int, reuse: bool = False) -> np.ndarray:
+        """The logits after `token`, one more token in `cache`. A fresh array; with `reuse`,
+        an array the cache keeps and its next step overwrites (the generation loop's: no 1 MB
+        array a step)."""
+        logits = self._step(cache, np.array([token], np.int64))
+        return logits[0, 0] if reuse else logits[0, 0].copy()
+
+    def _step(self, cache: KVCache, tokens: np.ndarray) -> np.ndarray:
+        """One token for each row of `cache` (tokens [batch]); logits [batch, 1, vocab] in the
+        cache's step array."""
+        if cache.dtype != self.cache_dtype:
+            return self._forward(cache, tokens[:, None], np.zeros(1, np.int64))  # refuses it
+        cache.reserve(int(cache.lengths.max()) + 1)
+        binding, step = cache.step_inputs(self.session)
+        step.ids[:, 0] = tokens
+        step.seqlens[:] = cache.lengths
+        step.total[...] = cache.lengths.max() + 1
+        self.session.run_with_iobinding(binding)
+        cache.lengths = cache.lengths + 1
+        return step.logits
 
     # ---- generation -----------------------------------------------------------------------
 
@@ -232,7 +250,7 @@ class Model:
             result.logprobs.append(log_prob(logits, token))
             yield token
             if step + 1 < budget:
-                logits = self.decode_one(cache, token)
+                logits = self.decode_one(cache, token, reuse=True)
 
     def _prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
         return self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
@@ -329,7 +347,7 @@ class Model:
                 tokens[r] = token
             if not active.any() or step + 1 == budget:
                 break
-            rows = self._forward(cache, tokens[:, None], np.zeros(1, np.int64))[:, 0]
+            rows = self._step(cache, tokens)[:, 0]
         elapsed = time.perf_counter() - start
         for result, text, n in zip(results, texts, lengths):
             text.finish()

@@ -29,3 +29,28 @@ def test_the_binding_is_made_once_per_session(tiny_gemma2_model):
     cache = tiny_gemma2_model.new_cache(4)
     session = tiny_gemma2_model.session
     assert cache.binding(session) is cache.binding(session)
+
+
+def test_a_prompt_between_decode_steps_leaves_the_next_step_right(tiny_gemma2_model):
+    """Decode steps write their inputs into arrays bound once; a multi-token run between them
+    binds its own, and the next step binds the step arrays again."""
+    model = tiny_gemma2_model
+    ids = model.tokenizer.encode("steps, then a second prompt, then steps again")
+    cache = model.new_cache(len(ids))
+    model.prefill(cache, ids[:3])
+    model.decode_one(cache, ids[3], reuse=True)
+    model.prefill(cache, ids[4:8])  # continues the cached tokens
+    last = model.decode_one(cache, ids[8], reuse=True)
+    np.testing.assert_allclose(last, model.logits(ids[:9])[-1], rtol=1e-4, atol=1e-4)
+
+
+def test_decode_one_gives_a_fresh_array_unless_told_to_reuse_the_caches(tiny_gemma2_model):
+    model = tiny_gemma2_model
+    cache = model.new_cache(8)
+    model.prefill(cache, [model.tokenizer.bos_id, 5])
+    kept = model.decode_one(cache, 6)
+    before = kept.copy()
+    reused = model.decode_one(cache, 7, reuse=True)
+    again = model.decode_one(cache, 8, reuse=True)
+    assert np.array_equal(kept, before) and not np.shares_memory(kept, reused)
+    assert np.shares_memory(reused, again)  # the cache's array: each step overwrites it

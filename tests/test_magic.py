@@ -295,9 +295,9 @@ def test_a_notebook_gets_one_display_updated_while_streaming(shell, magics, rich
     model = magics.model
     decode_one = model.decode_one
 
-    def slow(cache, token):  # the tiny model is too fast to see streaming at ~7 updates/s
+    def slow(cache, token, reuse=False):  # the tiny model is too fast to see streaming at ~7 updates/s
         time.sleep(0.01)
-        return decode_one(cache, token)
+        return decode_one(cache, token, reuse)
 
     monkeypatch.setattr(model, "decode_one", slow)
     result = run(shell, "%%gemma --raw --max-tokens 120\nthe cat")
@@ -336,11 +336,11 @@ def test_keyboard_interrupt_keeps_the_partial_answer_and_the_model_ready(shell, 
     model = magics.model
     decode_one, calls = model.decode_one, []
 
-    def interrupted(cache, token):
+    def interrupted(cache, token, reuse=False):
         calls.append(token)
         if len(calls) == 6:
             raise KeyboardInterrupt
-        return decode_one(cache, token)
+        return decode_one(cache, token, reuse)
 
     monkeypatch.setattr(model, "decode_one", interrupted)
     run(shell, "%%gemma --raw --max-tokens 100 -o partial\nthe cat")

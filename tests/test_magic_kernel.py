@@ -60,9 +60,9 @@ def kernel(tiny_gemma2_model, tmp_path_factory):
             f"model = %gemma load {tiny_gemma2_model.path}\n"
             "import time\n"
             "_decode_one = model.decode_one\n"
-            "def _slow_decode_one(cache, token):\n"
+            "def _slow_decode_one(cache, token, reuse=False):\n"
             f"    time.sleep({STEP_S})\n"
-            "    return _decode_one(cache, token)\n"
+            "    return _decode_one(cache, token, reuse)\n"
             "model.decode_one = _slow_decode_one\n",
             timeout=120)
         assert reply["status"] == "ok", reply

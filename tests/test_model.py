@@ -60,9 +60,9 @@ def test_generation_stops_at_end_of_turn(model, monkeypatch):
     real_decode_one = model.decode_one
     steps = []
 
-    def decode_one_then_end_turn(cache, token):
+    def decode_one_then_end_turn(cache, token, reuse=False):
         steps.append(token)
-        logits = real_decode_one(cache, token).copy()
+        logits = real_decode_one(cache, token)
         if len(steps) == 3:
             logits[eot] = logits.max() + 10
         return logits
@@ -138,7 +138,7 @@ def test_only_a_prompts_last_chunk_asks_for_logits(model, monkeypatch):
     prompt = [model.tokenizer.bos_id, *range(5, 15)]  # 11 tokens: chunks of 4, 4, 3
     assert model.prefill(model.new_cache(11), prompt).shape == (model.config.vocab_size,)
     model.generate(prompt, max_new_tokens=2)
-    assert rows_asked == [0, 0, 1, 0, 0, 1, 1]  # prefill; generate's chunks, then one decode step
+    assert rows_asked == [0, 0, 1, 0, 0, 1]  # prefill, then generate's (its decode steps: _step)
 
 
 def test_a_long_prompt_streams_an_empty_piece_between_chunks(model, monkeypatch):
