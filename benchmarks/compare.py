@@ -739,10 +739,10 @@ NOTES = [
      "the earlier runs, on an Intel Xeon with AMX, are in performance.md."), "",
     "**Prefill of the 2B shape at 3x llama.cpp.**", "",
     ("- By how much: against llama.cpp's fastest file here, Q6_K (6.58 bits a weight to "
-     "gemma-nb's 4.65), 2.21x in this run. Against Q4_K_M, the file the issue measured, 3.04x: "
-     "3.02x, 2.94x, 3.14x, 2.95x and 3.12x round by round (gemma-nb 358-370 tok/s, llama.cpp "
-     "117-124). Prompts now run 512 tokens a graph run (59f4ca4; 1.018x in one process). The "
-     "runs before: 2.93x and 2.05x (d0da052, llama.cpp's Q4_K_M at 112-125 tok/s), 3.02x and "
+     "gemma-nb's 4.65), 2.07x in this run. Against Q4_K_M, the file the issue measured, 3.02x: "
+     "3.01x, 2.92x, 2.89x, 2.96x and 3.26x round by round (gemma-nb 335-359 tok/s, llama.cpp "
+     "110-120), on the line. The runs before: 3.04x and 2.21x (59f4ca4, prompts 512 tokens a "
+     "graph run), 2.93x and 2.05x (d0da052, llama.cpp's Q4_K_M at 112-125 tok/s), 3.02x and "
      "2.03x (4136e44), 3.00x and 2.08x (1f4f327), 3.03x and 2.18x (a03b9ec), 3.02x and 2.16x "
      "(28c9c10), 3.15x and 2.25x (5c90b35), 2.92x and 2.14x (83688e6)."),
     ("- Why: 3x Q6_K is ~510 tok/s here, ~1.0 T int8 multiply-adds a second (2.03 G a prompt "
@@ -765,38 +765,46 @@ NOTES = [
      "bandwidth flips between ~40 and ~80 GB/s, at times within seconds: the two probes beside "
      "one run can differ that much. So each row gives two figures: against the run's best "
      "probe, and against the faster of the probes just before and after each of its runs."),
-    ("- 2B shape: 90% beside the runs (met) and 55% of the run's best probe (81.2 GB/s). Its "
-     "decode follows the phase: 40.2 and 41.1 tok/s in its two fast-phase rounds (72-75% of the "
-     "best probe's bound), 29.8-29.9 in the three slow ones. The runs before: 55% / 75% "
-     "(d0da052), 61% / 88% (4136e44), 54% / 89% (1f4f327), 68% / 80% (a03b9ec, three of five "
-     "rounds fast), 67% / 75% (28c9c10), 48% / 91% (5c90b35), 51% / 90% (83688e6)."),
-    ("- 270M: 66% of the best probe (79.9 GB/s) and 67% beside its own runs, most of which "
-     "caught fast phases: 335.9-346.5 tok/s, one round 278.7. Missed by 3-4 points. Two kernel "
-     "changes of this run's commit: decode asks for its codes with `prefetchnta` (c4fa620), so "
-     "the once-read weights no longer push onnxruntime's state, the activations and the KV cache "
-     "out of L2 and the L3, and 8 KB ahead instead of 4 (9186023); 1.05-1.08x together in one "
-     "process. The runs before: 53% / 82% (d0da052), 62% / 76% (c4fa620), 49% / 81% (4136e44), "
-     "54% / 65% (1f4f327), 46% / 81% (a03b9ec), 53% / 55% (28c9c10), 69% / 80% (5c90b35)."),
+    ("- 2B shape: 92% beside the runs (met) and 53% of the run's best probe (79.4 GB/s). This "
+     "run caught slow phases only: 27.0-29.3 tok/s, every probe beside its own runs 43-47 GB/s "
+     "but two of 73-74. The runs before: 55% / 90% (59f4ca4, 40.2 and 41.1 tok/s in its two "
+     "fast-phase rounds, 72-75% of the best probe's bound), 55% / 75% (d0da052), 61% / 88% "
+     "(4136e44), 54% / 89% (1f4f327), 68% / 80% (a03b9ec, three of five rounds fast), 67% / 75% "
+     "(28c9c10), 48% / 91% (5c90b35), 51% / 90% (83688e6)."),
+    ("- 270M: 57% of the best probe (67.8 GB/s) and 85% beside its own runs, all in slow "
+     "phases (214-267 tok/s; probes beside them 41-46 GB/s, one 68): met beside, missed against "
+     "the best probe. Two changes of this run's commit, each alternated in one process: "
+     "`Q4MatMul` on onnxruntime's C API, its weight read once as the session makes the node "
+     "(b39a67c, 1.026x and 1.037x), and a decode step's inputs and logits in arrays bound once "
+     "(ce86580, 1.024x). The runs before: 66% / 67% (59f4ca4, most rounds in fast phases, "
+     "335.9-346.5 tok/s), 53% / 82% (d0da052), 62% / 76% (c4fa620), 49% / 81% (4136e44), 54% / "
+     "65% (1f4f327), 46% / 81% (a03b9ec), 53% / 55% (28c9c10), 69% / 80% (5c90b35). In a fast "
+     "phase the 270M's step (~2.8 ms now, 70% needs 2.74) is what fails the target; in a slow "
+     "one it reads at ~90% of the probe."),
     ("- Why, timed inside the library (a timing build, 200 steps at 600 tokens of context): the "
      "lm_head's 97 MB stream at the probe's rate (1.10-1.13 ms a step in a fast phase); the "
      "layers' products, each a short read of 0.36-1.4 MB, at 48-55 GB/s; attention 0.27-0.31 ms "
-     "(15-17 us a layer, its cache read at ~32 GB/s, ~2 us of it reading its 11 inputs); "
-     "0.23-0.33 ms between the step's 91 ops (2.4-3.7 us each: onnxruntime's executor, and "
-     "~1.1 us the Lite API's wrapper building a `Q4MatMul` call's arguments); Python 0.06-0.09 "
-     "ms."),
+     "(15-17 us a layer: its cache read at ~20 GB/s a core, not its arithmetic, ~4 us of two "
+     "cores' multiply-adds); ~2.2 us between two ops within a step (onnxruntime's executor), "
+     "and ~175 us from the lm_head's return to the next step's first product: onnxruntime's "
+     "work per run (51 us before the first node, 17 after the last; a run copies each of the "
+     "graph's 333 initializers into its frame), its one-row nodes around the layers, and "
+     "Python around the run. Everything outside the stream runs with cold caches: the "
+     "step's weights pass through the L3 each step."),
     ("- What would close it: for the 2B shape, a machine that stays in its fast phase: its "
-     "fast-phase rounds pass. For the 270M, ~0.17 ms of its 2.91 ms step (365 tok/s is 70% of "
-     "this run's bound), from the cost between and around its 91 ops. Tried without gain (in "
-     "one process, performance.md): a whole layer in one op (1.01x, before the prefetch "
-     "changes), a thread team of gemma-nb's own, an even number of attention chunks, a "
-     "one-pass value sum, a step's inputs bound once, asking for the next op's weights during "
-     "the current one, longer runs a task, attention's cache rows with `prefetchnta` or further "
-     "ahead. Not tried: `Q4MatMul`'s arguments through onnxruntime's plain API instead of the "
-     "Lite wrapper (~0.05 ms a step at most), and a cache with each position's key and value "
-     "side by side, one stream for attention instead of two short ones."),
+     "fast-phase rounds pass. For the 270M, ~0.06-0.1 ms more of its ~2.8 ms fast-phase step, "
+     "from the cost around its ops. Not yet tried: one initializer per weight instead of tiles, "
+     "scales and zero points (146 fewer for each run to copy; a new folder layout), `Q4Gather` "
+     "taking the embedding scale and the first norm (two one-row nodes fewer), and a cache with "
+     "each position's key and value side by side. Tried without gain (in one process, "
+     "performance.md): a whole layer in one op (1.01x, before the prefetch changes), a thread "
+     "team of gemma-nb's own, attention's values read in one stream or during the key pass, the "
+     "next `o` product's weights asked for during attention, the KV cache in 2 MB pages, more "
+     "or fewer batches a core, asking for the next op's weights during the current one, longer "
+     "runs a task, attention's cache rows with `prefetchnta` or further ahead."),
     "",
-    "**Decode at 1.2x the faster peer** is met on both models: 1.44x and 2.36x in this run.", "",
-    ("- The runs before: 1.26x and 2.03x (d0da052), 1.48x and 2.06x (4136e44), 1.47x and 2.07x "
+    "**Decode at 1.2x the faster peer** is met on both models: 1.27x and 2.06x in this run.", "",
+    ("- The runs before: 1.44x and 2.36x (59f4ca4), 1.26x and 2.03x (d0da052), 1.48x and 2.06x (4136e44), 1.47x and 2.07x "
      "(1f4f327), 1.80x and 1.79x (a03b9ec), 1.55x and 2.02x (28c9c10), 1.27x and 1.71x "
      "(5c90b35), 1.27x and 2.02x (83688e6, 689238d)."),
     ("- In a slow phase both runtimes read near the bandwidth, so the 2B shape's ratio falls "
