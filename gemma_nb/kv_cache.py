@@ -5,8 +5,8 @@ write each new token's key/value in place: no copy and no allocation per token. 
 bound once, into an IOBinding the cache keeps, so a decode step rebinds only its small inputs.
 A one-token step's small inputs (`StepInputs`) are arrays the cache keeps, bound once too and
 written in place. A cache is sized to its request and grows (one copy, to twice its capacity) if
-a caller runs past it. Its element type is the graph's: float32, or float16 in `int4-cpu` folders (make one
-with `Model.new_cache`, which knows).
+a caller runs past it. Its element type is the graph's: float32, or float16 in `int4-cpu`
+folders (make one with `Model.new_cache`, which knows).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class KVCache:
         self.lengths = np.zeros(batch, np.int32)  # tokens cached in each row
         self.buffers = self._allocate(capacity)
         self._binding: tuple[ort.InferenceSession, ort.IOBinding] | None = None
-        self._step = StepInputs(batch, cfg.vocab_size)
+        self._step: StepInputs | None = None  # made by the first one-token step
         self._step_bound = False  # whether the binding holds _step's arrays
 
     @property
@@ -85,6 +85,8 @@ class KVCache:
         """`session`'s IOBinding with a one-token step's arrays bound as its other inputs and
         its logits (bound once while no other caller rebinds them)."""
         binding = self._cache_binding(session)
+        if self._step is None:
+            self._step = StepInputs(self.batch, self.config.vocab_size)
         if not self._step_bound:
             self._step.bind(binding)
             self._step_bound = True

@@ -142,9 +142,7 @@ class Model:
         `lengths`: each row's total length after this step, for right-padded batches (rows
         shorter than `seq` are padding at the end); by default every row grows by `seq`.
         """
-        if cache.dtype != self.cache_dtype:
-            raise GemmaError(f"this cache holds {cache.dtype} keys and values and this model's "
-                             f"graph keeps {self.cache_dtype}: make caches with model.new_cache()")
+        self._check_cache(cache)
         if lengths is None:
             lengths = cache.lengths + ids.shape[1]
         cache.reserve(int(lengths.max()))
@@ -159,6 +157,11 @@ class Model:
         self.session.run_with_iobinding(binding)
         cache.lengths = lengths.astype(np.int32)
         return logits
+
+    def _check_cache(self, cache: KVCache) -> None:
+        if cache.dtype != self.cache_dtype:
+            raise GemmaError(f"this cache holds {cache.dtype} keys and values and this model's "
+                             f"graph keeps {self.cache_dtype}: make caches with model.new_cache()")
 
     def _check_prompt(self, n_tokens: int) -> None:
         if n_tokens == 0:
@@ -203,8 +206,7 @@ class Model:
     def _step(self, cache: KVCache, tokens: np.ndarray) -> np.ndarray:
         """One token for each row of `cache` (tokens [batch]); logits [batch, 1, vocab] in the
         cache's step array."""
-        if cache.dtype != self.cache_dtype:
-            return self._forward(cache, tokens[:, None], np.zeros(1, np.int64))  # refuses it
+        self._check_cache(cache)
         cache.reserve(int(cache.lengths.max()) + 1)
         binding, step = cache.step_inputs(self.session)
         step.ids[:, 0] = tokens

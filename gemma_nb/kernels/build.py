@@ -31,8 +31,8 @@ __all__ = ["SOURCE_DIR", "BUILD_ERROR_FILE", "KernelBuildError", "library_name",
 
 SOURCE_DIR = Path(__file__).parent
 SOURCES = ("q4_matmul.cc", "attention.cc", "geglu.cc")
-INCLUDED = ("attention.h", "attention_math.inc", "exp16.h", "geglu.h", "geglu_math.inc", "ort_values.h",
-            "rms_norm.h", "vector8.inc")
+INCLUDED = ("attention.h", "attention_math.inc", "exp16.h", "geglu.h", "geglu_math.inc",
+            "ort_values.h", "rms_norm.h", "vector8.inc")
 BUILD_ERROR_FILE = "build-error.txt"  # why the install-time build failed, for the runtime's error
 HEADERS_URL = ("http://deb.debian.org/debian/pool/main/o/onnxruntime/"
                "libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb")
