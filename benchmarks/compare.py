@@ -771,20 +771,23 @@ NOTES = [
      "fast-phase rounds, 72-75% of the best probe's bound), 55% / 75% (d0da052), 61% / 88% "
      "(4136e44), 54% / 89% (1f4f327), 68% / 80% (a03b9ec, three of five rounds fast), 67% / 75% "
      "(28c9c10), 48% / 91% (5c90b35), 51% / 90% (83688e6)."),
-    ("- 270M: 52% of the best probe (79.9 GB/s) and 88% beside its own runs: met beside, "
-     "missed against the best probe. Four rounds ran in slow phases (247-268 tok/s beside "
-     "probes of 40-47 GB/s), one beside probes of 69 and 78 GB/s (303.7 tok/s, 60% of that "
-     "round's bound). A run an hour before, at ce86580 (the same code), all in slow phases: "
-     "250.3 tok/s, 57% / 85%. Two changes since the morning's run, each alternated in one process: "
+    ("- 270M: 53% of the best probe (80.3 GB/s) and 88% beside its own runs: met beside, "
+     "missed against the best probe. Three rounds ran in slow phases (253.9-272.7 tok/s beside "
+     "probes of 41-45 GB/s, 88-99% of their bound); in one the probes read 44 and 79 GB/s "
+     "(343.0 tok/s, 67%: the phase flipped within it); one ran between two fast probes, 70 and "
+     "79 GB/s: 362.7 tok/s, 71% of that round's bound and 70% of the run's best probe, the first "
+     "round seen to stay in a fast phase from one probe to the next. The run before, at "
+     "50dd2f8: 265.8 tok/s, 52% / 88%, its one round beside fast probes (69 and 78 GB/s) at "
+     "60%; at ce86580, all in slow phases: 250.3 tok/s, 57% / 85%. Two changes since the "
+     "morning's run at 59f4ca4, each alternated in one process: "
      "`Q4MatMul` on onnxruntime's C API, its weight read once as the session makes the node "
      "(b39a67c, 1.026x and 1.037x), and a decode step's inputs and logits in arrays bound once "
      "(ce86580, 1.024x). The runs before: 66% / 67% (59f4ca4, most rounds in fast phases, "
      "335.9-346.5 tok/s), 53% / 82% (d0da052), 62% / 76% (c4fa620), 49% / 81% (4136e44), 54% / "
      "65% (1f4f327), 46% / 81% (a03b9ec), 53% / 55% (28c9c10), 69% / 80% (5c90b35). In a slow "
-     "phase it reads at ~90% of the probe; in a fast one its fixed costs fail the target: the "
-     "morning's fast-phase step was 2.91 ms, ~2.8 ms with the two gains above, where 70% "
-     "needs 2.74 ms (this run's one round beside fast probes took 3.29 ms, its phase unknown "
-     "within the run)."),
+     "phase it reads at ~90% of the probe; in a fast one its fixed costs leave it at the "
+     "line: the morning's fast-phase step was 2.91 ms, ~2.8 ms with the two gains above, "
+     "where 70% needs 2.74 ms; this run's fast round took 2.76 ms."),
     ("- Why, timed inside the library (a timing build, 200 steps at 600 tokens of context): the "
      "lm_head's 97 MB stream at the probe's rate (1.10-1.13 ms a step in a fast phase); the "
      "layers' products, each a short read of 0.36-1.4 MB, at 48-55 GB/s; attention 0.27-0.31 ms "
@@ -795,9 +798,9 @@ NOTES = [
      "graph's 333 initializers into its frame), its one-row nodes around the layers, and "
      "Python around the run. Everything outside the stream runs with cold caches: the "
      "step's weights pass through the L3 each step."),
-    ("- What would close it: for the 2B shape, a machine that stays in its fast phase: its "
-     "fast-phase rounds pass. For the 270M, ~0.06 ms more of its fast-phase step (by the "
-     "estimate above), from the cost around its ops. Not yet tried: one initializer per weight instead of tiles, "
+    ("- What would close it: a machine that stays in its fast phase: the 2B shape's fast-phase "
+     "rounds pass (72-75%), and the 270M's one round that stayed fast passed at 71%. A margin "
+     "for the 270M would come from the cost around its ops. Not yet tried: one initializer per weight instead of tiles, "
      "scales and zero points (146 fewer for each run to copy; a new folder layout), `Q4Gather` "
      "taking the embedding scale and the first norm (two one-row nodes fewer), and a cache with "
      "each position's key and value side by side. Tried without gain (in one process, "
@@ -807,8 +810,8 @@ NOTES = [
      "or fewer batches a core, asking for the next op's weights during the current one, longer "
      "runs a task, attention's cache rows with `prefetchnta` or further ahead."),
     "",
-    "**Decode at 1.2x the faster peer** is met on both models: 1.27x and 2.04x in this run.", "",
-    ("- The runs before: 2.06x on the 270M an hour before (ce86580), 1.44x and 2.36x (59f4ca4), 1.26x and 2.03x (d0da052), 1.48x and 2.06x (4136e44), 1.47x and 2.07x "
+    "**Decode at 1.2x the faster peer** is met on both models: 1.27x and 2.15x in this run.", "",
+    ("- The runs before: 2.04x on the 270M at 50dd2f8, 2.06x at ce86580, 1.44x and 2.36x (59f4ca4), 1.26x and 2.03x (d0da052), 1.48x and 2.06x (4136e44), 1.47x and 2.07x "
      "(1f4f327), 1.80x and 1.79x (a03b9ec), 1.55x and 2.02x (28c9c10), 1.27x and 1.71x "
      "(5c90b35), 1.27x and 2.02x (83688e6, 689238d)."),
     ("- In a slow phase both runtimes read near the bandwidth, so the 2B shape's ratio falls "
