@@ -703,9 +703,9 @@ def write_docs(results: list[dict], out: Path, peers_python: str) -> None:
         "whole run, those beside each run included. **% of bound beside**: each run against "
         "the bound from the faster of two probes taken just before and just after it, median "
         "over the rounds; the target lines also give the lowest such figure among the rounds "
-        "whose two probes agree within 15% (rounds that ran in one bandwidth phase). This "
-        "machine's read bandwidth flips between ~45 and ~80 GB/s, at "
-        "times within seconds (the two probes beside one run can differ that much), so neither "
+        f"whose two probes agree within {STEADY_PROBES:.0%} (rounds that ran in one bandwidth "
+        "phase). This machine's read bandwidth flips between ~45 and ~80 GB/s, at times within "
+        "seconds (the two probes beside one run can differ that much), so neither "
         "figure is exact: the first holds every run to the fastest moment of the whole run, "
         "the second to the faster moment next to it. "
         "**bits/weight**: 8 x file bytes / parameters of the source model."),
