@@ -207,11 +207,12 @@ class Model:
         """One token for each row of `cache` (tokens [batch]); logits [batch, 1, vocab] in the
         cache's step array."""
         self._check_cache(cache)
-        cache.reserve(int(cache.lengths.max()) + 1)
+        longest = int(cache.lengths.max()) + 1
+        cache.reserve(longest)
         binding, step = cache.step_inputs(self.session)
         step.ids[:, 0] = tokens
         step.seqlens[:] = cache.lengths
-        step.total[...] = cache.lengths.max() + 1
+        step.total[...] = longest
         self.session.run_with_iobinding(binding)
         cache.lengths = cache.lengths + 1
         return step.logits
