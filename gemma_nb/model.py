@@ -24,7 +24,7 @@ from .folder import DATA_FILE, GRAPH_FILE, TOKENIZER_FILE, read_model_info
 from .kernels import KERNEL_DTYPE
 from .kv_cache import KVCache, graph_cache_dtype
 from .mapped_pages import release_resident_pages
-from .sampling import SamplingSettings, sample
+from .sampling import SamplingSettings, choose
 from .session import create_session
 from .assembler import TextAssembler
 from .tokenizer import Tokenizer
@@ -239,7 +239,7 @@ class Model:
         timings.prompt_tokens = len(prompt_ids)
         timings.prefill_s = time.perf_counter() - start
         for step in range(budget):
-            token = sample(logits, settings, rng)
+            token, logprob = choose(logits, settings, rng)
             now = time.perf_counter()
             if step == 0:
                 timings.time_to_first_token_s = now - start
@@ -250,7 +250,7 @@ class Model:
             if token in self.stop_ids:
                 result.finish_reason = "stop"
                 return
-            result.logprobs.append(log_prob(logits, token))
+            result.logprobs.append(logprob)
             yield token
             if step + 1 < budget:
                 logits = self.decode_one(cache, token, reuse=True)
@@ -337,13 +337,13 @@ class Model:
         for step in range(budget):
             tokens = np.zeros(len(ids), np.int64)
             for r in np.flatnonzero(active):
-                token = sample(rows[r], settings, rngs[r])
+                token, logprob = choose(rows[r], settings, rngs[r])
                 results[r].timings.generated_tokens += 1
                 if token in self.stop_ids:
                     results[r].finish_reason, active[r] = "stop", False
                     continue
                 results[r].token_ids.append(token)
-                results[r].logprobs.append(log_prob(rows[r], token))
+                results[r].logprobs.append(logprob)
                 texts[r].push(token)
                 if texts[r].stopped:
                     results[r].finish_reason, active[r] = "stop", False
@@ -400,12 +400,6 @@ class Model:
 def answer_texts(model: Model, sampling: dict[str, Any], prompts: list[str]) -> list[str]:
     """One `map` batch's answers (also a cluster task: plain arguments in, texts out)."""
     return [g.text for g in model.generate_batch(prompts, **sampling)]
-
-
-def log_prob(logits: np.ndarray, token: int) -> float:
-    """log softmax(logits)[token], the model's own probability (temperature 1)."""
-    top = float(logits.max())
-    return float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
 
 
 class _NoBar:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import GemmaError
+from .logit_stats import row_stats
 
-__all__ = ["SamplingSettings", "SamplingError", "sample"]
+__all__ = ["SamplingSettings", "SamplingError", "sample", "choose"]
 
 
 class SamplingError(GemmaError, ValueError):
@@ -39,12 +40,44 @@ def sample(logits: np.ndarray, settings: SamplingSettings, rng: np.random.Genera
     """
     if settings.temperature == 0:
         return int(np.argmax(logits))
-    weights = np.exp((logits - logits.max()) / np.float32(settings.temperature))
+    weights = logits - logits.max()  # the one copy of the vocabulary a step makes
+    weights /= np.float32(settings.temperature)
+    np.exp(weights, out=weights)
     candidates = _candidates(weights, settings.top_k, settings.top_p)
-    kept = weights if candidates is None else weights[candidates]
-    cdf = np.cumsum(kept, dtype=np.float64)
-    drawn = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), len(cdf) - 1)
-    return drawn if candidates is None else int(candidates[drawn])
+    if candidates is None:
+        return _draw(weights, rng)
+    return int(candidates[_draw(weights[candidates], rng)])
+
+
+# numpy's cumulative sum runs one value at a time: 2.2 ms over Gemma 3's vocabulary in float64,
+# against ~75 us for the sums of its blocks.
+SUM_BLOCK = 1024
+
+
+def _crossing(values: np.ndarray, fraction: float, side: str) -> int:
+    """Where the running sum of `values` passes `fraction` of their sum: searchsorted(cumsum,
+    target, side), by the sums of blocks of SUM_BLOCK and then within one block."""
+    starts = np.arange(0, len(values), SUM_BLOCK)
+    blocks = np.cumsum(np.add.reduceat(values, starts, dtype=np.float64))
+    target = fraction * blocks[-1]
+    block = min(int(np.searchsorted(blocks, target, side=side)), len(blocks) - 1)
+    low = blocks[block - 1] if block else 0.0
+    inside = np.cumsum(values[starts[block]:starts[block] + SUM_BLOCK], dtype=np.float64)
+    at = (target - low) / (blocks[block] - low) * inside[-1]  # the block's own sum, not its total's
+    return int(starts[block]) + min(int(np.searchsorted(inside, at, side=side)), len(inside) - 1)
+
+
+def _draw(weights: np.ndarray, rng: np.random.Generator) -> int:
+    """An index drawn with probability proportional to `weights`."""
+    return _crossing(weights, rng.random(), "right")
+
+
+def choose(logits: np.ndarray, settings: SamplingSettings,
+           rng: np.random.Generator) -> tuple[int, float]:
+    """The next token (`sample`'s) and its log-probability under the model (temperature 1)."""
+    stats = row_stats(logits)
+    token = stats.best if settings.temperature == 0 else sample(logits, settings, rng)
+    return token, float(logits[token]) - stats.logsumexp
 
 
 def _candidates(weights: np.ndarray, top_k: int, top_p: float) -> np.ndarray | None:
@@ -53,14 +86,36 @@ def _candidates(weights: np.ndarray, top_k: int, top_p: float) -> np.ndarray | N
     k = min(top_k or n, n)
     if k == n and top_p >= 1:
         return None
-    total = float(weights.sum(dtype=np.float64)) if k == n else None
-    size = k if k < n else 256  # without top-k: widen until the kept mass reaches top_p
-    while True:
-        ids = np.argpartition(weights, -size)[-size:] if size < n else np.arange(n)
-        ids = ids[np.argsort(-weights[ids], kind="stable")]
-        if top_p >= 1:
-            return ids
-        mass = np.cumsum(weights[ids], dtype=np.float64) / (total or weights[ids].sum())
-        if mass[-1] >= top_p or size >= n or size == k:
-            return ids[: int(np.searchsorted(mass, top_p)) + 1]
-        size = n if size * 16 > n else size * 16  # past 1/16 of the vocabulary, sort it all
+    if k < n:  # the k-th largest weight by a partial sort of values (~2x faster than of indices)
+        ids = np.flatnonzero(weights >= np.partition(weights, n - k)[n - k])
+        total = None  # top-p then renormalizes over the top-k
+    else:
+        total = float(weights.sum(dtype=np.float64))
+        ids = np.flatnonzero(weights >= _nucleus_floor(weights, top_p, total))
+    ids = ids[np.argsort(-weights[ids], kind="stable")][:k]  # ties: the lower id first
+    if top_p >= 1:
+        return ids
+    mass = np.cumsum(weights[ids], dtype=np.float64) / (total or weights[ids].sum())
+    return ids[: min(int(np.searchsorted(mass, top_p)), len(ids) - 1) + 1]
+
+
+# The largest weights a nucleus is first looked for among: enough for a confident step's. A
+# partial sort finds them in ~150 us, a whole sort of Gemma 3's vocabulary takes ~0.55 ms.
+NUCLEUS_FIRST_TRY = 256
+# Running sums by blocks may round apart from one sum from the start: the floor takes in this
+# much more mass, so that it never cuts into the nucleus.
+NUCLEUS_MARGIN = 1e-9
+
+
+def _nucleus_floor(weights: np.ndarray, top_p: float, total: float) -> float:
+    """A weight at or below the smallest of the top-p nucleus's (the largest weights whose sum
+    first reaches top_p of `total`)."""
+    target = min(top_p + NUCLEUS_MARGIN, 1.0)
+    if len(weights) > NUCLEUS_FIRST_TRY:
+        top = np.partition(weights, -NUCLEUS_FIRST_TRY)[-NUCLEUS_FIRST_TRY:]
+        top = np.sort(top)[::-1]
+        mass = np.cumsum(top, dtype=np.float64) / total
+        if mass[-1] >= target:
+            return float(top[int(np.searchsorted(mass, target))])
+    descending = np.sort(weights)[::-1]
+    return float(descending[_crossing(descending, target, "left")])

@@ -48,12 +48,14 @@ def test_bad_settings_raise(kwargs):
 
 
 @pytest.mark.parametrize("top_k, top_p", [(0, 0.9), (0, 0.5), (40, 0.95), (300, 1.0), (0, 0.999)])
-def test_the_kept_candidates_are_exactly_the_sorted_reference(top_k, top_p):
+@pytest.mark.parametrize("spread, vocab", [(4, 20000), (1, 20000), (12, 262144), (0.5, 262144)])
+def test_the_kept_candidates_are_exactly_the_sorted_reference(top_k, top_p, spread, vocab):
     # Reference: sort the whole vocabulary, cut top-k, renormalize, cut the top-p nucleus.
+    # A small spread makes nuclei of thousands of tokens, past the first try's 256.
     from gemma_nb.sampling import _candidates
 
     rng = np.random.default_rng(7)
-    logits = (rng.standard_normal(20000) * 4).astype(np.float32)
+    logits = (rng.standard_normal(vocab) * spread).astype(np.float32)
     weights = np.exp((logits - logits.max()) / np.float32(0.8))
     order = np.argsort(-weights, kind="stable")[: top_k or None]
     mass = np.cumsum(weights[order], dtype=np.float64) / weights[order].sum(dtype=np.float64)
@@ -65,3 +67,37 @@ def test_plain_temperature_keeps_every_token():
     from gemma_nb.sampling import _candidates
 
     assert _candidates(np.ones(10, np.float32), 0, 1.0) is None
+
+
+def test_tied_weights_keep_the_lower_ids():
+    from gemma_nb.sampling import _candidates
+
+    weights = np.ones(1000, np.float32)
+    np.testing.assert_array_equal(_candidates(weights, 5, 1.0), np.arange(5))
+    np.testing.assert_array_equal(_candidates(weights, 0, 0.0105), np.arange(11))
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("n", [1, 1023, 1024, 1025, 5000, 262144])
+def test_crossing_is_searchsorted_on_the_running_sum(side, n):
+    from gemma_nb.sampling import _crossing
+
+    rng = np.random.default_rng(n)
+    values = rng.exponential(size=n).astype(np.float32)
+    values[rng.random(n) < 0.3] = 0.0  # zeros: the running sum stands still
+    running = np.cumsum(values, dtype=np.float64)
+    for fraction in [0.0, 1e-7, 0.25, 0.5, 0.999, 0.9999999]:
+        expected = min(int(np.searchsorted(running, fraction * running[-1], side=side)), n - 1)
+        assert abs(_crossing(values, fraction, side) - expected) <= (0 if n < 5000 else 1)
+
+
+def test_draws_across_blocks_follow_the_weights_and_skip_zeros():
+    weights = np.zeros(300000, np.float32)
+    heavy = [3, 1500, 70000, 299999]  # in different blocks, the last in the short last block
+    weights[heavy] = [1.0, 2.0, 3.0, 4.0]
+    logits = np.where(weights > 0, np.log(np.maximum(weights, 1e-30)), -1e4).astype(np.float32)
+    generator = rng()
+    draws = [sample(logits, SamplingSettings(temperature=1.0), generator) for _ in range(3000)]
+    assert set(draws) <= set(heavy)
+    counts = np.array([draws.count(i) for i in heavy]) / len(draws)
+    np.testing.assert_allclose(counts, np.array([1, 2, 3, 4]) / 10, atol=0.03)

@@ -1,4 +1,5 @@
-"""gemma-nb's own CPU kernel (q4_matmul.cc): the ops `--dtype int4-cpu` model folders run on.
+"""gemma-nb's own CPU kernel (q4_matmul.cc): the ops `--dtype int4-cpu` model folders run on,
+and the one pass over a row of logits that every folder's generation takes (logit_stats.py).
 
 The library is built when gemma-nb is installed, or by `gemma-nb build-kernel` (build.py).
 """

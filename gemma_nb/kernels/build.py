@@ -1,5 +1,5 @@
-"""Build gemma-nb's CPU kernel library (q4_matmul.cc, attention.cc) with this machine's C++
-compiler.
+"""Build gemma-nb's CPU kernel library (SOURCES: the int4-cpu ops, and logit_stats.cc) with this
+machine's C++ compiler.
 
 Installing gemma-nb builds it (the wheel's build hook); `gemma-nb build-kernel` builds it again,
 for an install made without a compiler or offline. The library's name carries the hash of its
@@ -30,7 +30,7 @@ __all__ = ["SOURCE_DIR", "BUILD_ERROR_FILE", "KernelBuildError", "library_name",
            "build", "ort_headers"]
 
 SOURCE_DIR = Path(__file__).parent
-SOURCES = ("q4_matmul.cc", "attention.cc", "geglu.cc")
+SOURCES = ("q4_matmul.cc", "attention.cc", "geglu.cc", "logit_stats.cc")
 INCLUDED = ("attention.h", "attention_math.inc", "exp16.h", "geglu.h", "geglu_math.inc",
             "ort_values.h", "rms_norm.h", "vector8.inc")
 BUILD_ERROR_FILE = "build-error.txt"  # why the install-time build failed, for the runtime's error

@@ -1,0 +1,85 @@
+"""A row of logits' log-sum-exp and argmax (gemma_nb/logit_stats.py, logit_stats.cc) against
+numpy in float64, on the kernel library's AVX-512 pass and on numpy's form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gemma_nb import logit_stats
+from gemma_nb.kernels import kernel_isa
+from gemma_nb.logit_stats import numpy_row_stats, row_stats
+from gemma_nb.sampling import SamplingSettings, choose, sample
+
+AVX512 = kernel_isa() in ("avx512-vnni", "amx")
+
+
+def reference(row: np.ndarray) -> tuple[float, int]:
+    wide = row.astype(np.float64)
+    top = wide.max()
+    return float(top + np.log(np.exp(wide - top).sum())), int(np.argmax(row))
+
+
+# around the library's 16 lanes and 4 KB chunks, and Gemma's vocabularies
+SIZES = [1, 15, 16, 17, 1023, 1024, 1025, 3000, 256000, 262144]
+
+
+@pytest.mark.parametrize("stats", [row_stats, numpy_row_stats], ids=["library", "numpy"])
+@pytest.mark.parametrize("n", SIZES)
+def test_stats_match_float64(stats, n):
+    rng = np.random.default_rng(n)
+    for scale, shift in [(1.0, 0.0), (8.0, -40.0), (0.01, 25.0)]:
+        row = (rng.normal(size=n) * scale + shift).astype(np.float32)
+        logsumexp, best = stats(row)
+        expected, expected_best = reference(row)
+        assert best == expected_best
+        assert logsumexp == pytest.approx(expected, abs=2e-5 * max(1.0, abs(expected)))
+
+
+@pytest.mark.parametrize("stats", [row_stats, numpy_row_stats], ids=["library", "numpy"])
+def test_the_first_of_equal_maxima_is_best(stats):
+    row = np.zeros(5000, np.float32)
+    row[[4100, 7, 2048]] = 3.0  # lanes and chunks apart
+    assert stats(row).best == 7
+    assert stats(row[8:]).best == 2040
+
+
+def test_a_new_maximum_late_rescales_the_sum():
+    row = np.full(70000, -30.0, np.float32)
+    row[-1] = 60.0  # every chunk before was summed against a far smaller maximum
+    logsumexp, best = row_stats(row)
+    assert best == 69999
+    assert logsumexp == pytest.approx(reference(row)[0], abs=1e-5)
+
+
+def test_strided_rows_are_read_as_their_values():
+    rows = np.random.default_rng(3).normal(size=(4, 3000)).astype(np.float32)
+    column_major = np.asfortranarray(rows)
+    assert row_stats(column_major[2]) == row_stats(rows[2])
+
+
+@pytest.mark.skipif(not AVX512, reason="the library's pass is AVX-512 only; numpy runs without")
+def test_the_library_pass_runs_where_built(monkeypatch):
+    def numpy_form(row):
+        raise AssertionError("numpy's form ran on a CPU with AVX-512")
+
+    monkeypatch.setattr(logit_stats, "numpy_row_stats", numpy_form)
+    row = np.random.default_rng(4).normal(size=262144).astype(np.float32)
+    assert row_stats(row).best == int(np.argmax(row))
+
+
+def test_a_capped_isa_falls_back_to_numpy(monkeypatch):
+    monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "avx2")
+    row = np.random.default_rng(5).normal(size=4096).astype(np.float32)
+    assert row_stats(row) == numpy_row_stats(row)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_choose_gives_the_token_and_its_log_softmax(temperature):
+    logits = np.random.default_rng(6).normal(size=50000).astype(np.float32) * 4
+    settings = SamplingSettings(temperature=temperature, top_k=40)
+    token, logprob = choose(logits, settings, np.random.default_rng(1))
+    assert token == sample(logits, settings, np.random.default_rng(1))
+    wide = logits.astype(np.float64)
+    expected = wide[token] - wide.max() - np.log(np.exp(wide - wide.max()).sum())
+    assert logprob == pytest.approx(expected, abs=2e-5)
