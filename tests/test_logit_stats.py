@@ -1,5 +1,6 @@
-"""A row of logits' log-sum-exp and argmax (gemma_nb/logit_stats.py, logit_stats.cc) against
-numpy in float64, on the kernel library's AVX-512 pass and on numpy's form."""
+"""Passes over a row of logits (gemma_nb/logit_stats.py, logit_stats.cc): its log-sum-exp and
+argmax, and a temperature's weights with their blocks' sums, against numpy in float64, on the
+kernel library's AVX-512 passes and on numpy's forms."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 
 from gemma_nb import logit_stats
 from gemma_nb.kernels import kernel_isa
-from gemma_nb.logit_stats import numpy_row_stats, row_stats
+from gemma_nb.logit_stats import (SUM_BLOCK, numpy_row_stats, numpy_temperature_weights,
+                                  row_stats, temperature_weights)
 from gemma_nb.sampling import SamplingSettings, choose, sample
 
 AVX512 = kernel_isa() in ("avx512-vnni", "amx")
@@ -59,19 +61,39 @@ def test_strided_rows_are_read_as_their_values():
 
 
 @pytest.mark.skipif(not AVX512, reason="the library's pass is AVX-512 only; numpy runs without")
-def test_the_library_pass_runs_where_built(monkeypatch):
-    def numpy_form(row):
+def test_the_library_passes_run_where_built(monkeypatch):
+    def numpy_form(*args):
         raise AssertionError("numpy's form ran on a CPU with AVX-512")
 
     monkeypatch.setattr(logit_stats, "numpy_row_stats", numpy_form)
+    monkeypatch.setattr(logit_stats, "numpy_temperature_weights", numpy_form)
     row = np.random.default_rng(4).normal(size=262144).astype(np.float32)
     assert row_stats(row).best == int(np.argmax(row))
+    assert temperature_weights(row, 0.7)[0].argmax() == int(np.argmax(row))
 
 
 def test_a_capped_isa_falls_back_to_numpy(monkeypatch):
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "avx2")
     row = np.random.default_rng(5).normal(size=4096).astype(np.float32)
     assert row_stats(row) == numpy_row_stats(row)
+    for got, expected in zip(temperature_weights(row, 0.7), numpy_temperature_weights(row, 0.7)):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("weights", [temperature_weights, numpy_temperature_weights],
+                         ids=["library", "numpy"])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 2.5])
+def test_temperature_weights_and_block_sums_match_float64(weights, n, temperature):
+    row = (np.random.default_rng(n).normal(size=n) * 6).astype(np.float32)
+    got, sums = weights(row, temperature)
+    wide = np.exp((row.astype(np.float64) - row.max()) / temperature)
+    # float32 arguments: exp's relative error grows with |argument| (up to ~87 x 2^-23), and
+    # below exp(-87) the library's exp stops at ~1.6e-38
+    np.testing.assert_allclose(got, wide, rtol=2e-5, atol=2e-38)
+    assert got.dtype == np.float32 and got.max() == 1.0
+    blocks = [wide[i:i + SUM_BLOCK].sum() for i in range(0, n, SUM_BLOCK)]
+    np.testing.assert_allclose(sums, blocks, rtol=2e-5)  # the weights' errors, and float32 sums
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])

@@ -1,8 +1,10 @@
-// A row of logits' log-sum-exp and argmax: each generated token's log-probability and the greedy
-// pick (gemma_nb/logit_stats.py). numpy makes them in five passes over the vocabulary, 1 MB each
-// for Gemma 3's 262k logits, ~210 us of a 270M decode step (5%) on logits the weight stream has
-// left cold. This makes both in one pass, in 4 KB chunks read twice from L1: their maximum, then
-// their exponentials.
+// Passes over a row of logits for each generated token (gemma_nb/logit_stats.py):
+// - its log-sum-exp and argmax: the token's log-probability and the greedy pick. numpy makes them
+//   in five passes over the vocabulary, 1 MB each for Gemma 3's 262k logits, ~210 us of a 270M
+//   decode step (5%) on logits the weight stream has left cold. This makes both in one pass, in
+//   4 KB chunks read twice from L1: their maximum, then their exponentials.
+// - the weights exp((x - max) / T) of a draw at temperature T, with their blocks' sums: numpy's
+//   exp alone runs ~1.3 cycles a value, its subtraction, division and sums are passes of their own.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -53,6 +55,26 @@ void stats_avx512(const float* row, int64_t n, float* logsumexp, int64_t* best) 
   *best = _mm512_mask_reduce_min_epi32(at_top, where);
   *logsumexp = m + std::log(_mm512_reduce_add_ps(sum));
 }
+// weights = exp((row - max(row)) * scale), and sums[b] the sum of weights [b block, (b + 1) block).
+void weights_avx512(const float* row, int64_t n, float scale, int64_t block, float* weights, double* sums) {
+  __m512 top = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    top = _mm512_max_ps(top, _mm512_mask_loadu_ps(top, lanes, row + j));
+  }
+  const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(top)), times = _mm512_set1_ps(scale);
+  for (int64_t b = 0, c = 0; c < n; ++b, c += block) {
+    const int64_t end = std::min(n, c + block);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t j = c; j < end; j += 16) {
+      const __mmask16 lanes = end - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (end - j)) - 1);
+      const __m512 w = gemma_nb::exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, row + j), shift), times));
+      _mm512_mask_storeu_ps(weights + j, lanes, w);
+      sum = _mm512_mask_add_ps(sum, lanes, sum, w);
+    }
+    sums[b] = _mm512_reduce_add_ps(sum);
+  }
+}
 #pragma GCC pop_options
 #endif
 
@@ -64,6 +86,19 @@ extern "C" int GemmaNbLogitStats(const float* logits, int64_t rows, int64_t n, f
 #if defined(__x86_64__)
   if (gemma_nb::session_vector_width() >= 16) {
     for (int64_t r = 0; r < rows; ++r) stats_avx512(logits + r * n, n, logsumexp + r, best + r);
+    return 1;
+  }
+#endif
+  return 0;
+}
+
+// weights [n] = exp((logits - max) * scale), sums [ceil(n / block)] the sums of its blocks; 0, and
+// nothing written, without AVX-512, as above.
+extern "C" int GemmaNbTemperatureWeights(const float* logits, int64_t n, float scale, int64_t block, float* weights,
+                                         double* sums) {
+#if defined(__x86_64__)
+  if (gemma_nb::session_vector_width() >= 16) {
+    weights_avx512(logits, n, scale, block, weights, sums);
     return 1;
   }
 #endif
