@@ -4,6 +4,7 @@ Run by the peers' venv python (benchmarks/build_peers.sh), never by CI:
 
     /tmp/peers-venv/bin/python benchmarks/peers_worker.py bench llama MODEL.gguf --prompt-file P.json
     /tmp/peers-venv/bin/python benchmarks/peers_worker.py bench ortgenai FOLDER --prompt-file P.json
+    /tmp/peers-venv/bin/python benchmarks/peers_worker.py sample MODEL.gguf --prompt-file P.json --logits-out ROW.npy
     /tmp/peers-venv/bin/python benchmarks/peers_worker.py quantize F16.gguf OUT.gguf Q4_K_M
     /tmp/peers-venv/bin/python benchmarks/peers_worker.py versions
 
@@ -14,6 +15,9 @@ that time, which is also the time to first token); decode = new_tokens - 1 furth
 stop tokens ignored; one warm-up run of 4 new tokens, then `repeat` runs, min/median/max;
 peak RSS = VmHWM of this process (loading included); generation peak RSS = VmHWM restarted
 after loading ("5" to /proc/self/clear_refs), as gemma-nb bench does.
+
+`sample` times llama.cpp's sampler chains picking one token from the logits after the prompt
+(benchmarks/sampling.py), and saves that row of logits for gemma-nb's side.
 """
 
 from __future__ import annotations
@@ -137,6 +141,48 @@ def bench(runtime: str, path: str, prompt: list[int], new_tokens: int, repeat: i
                       **{k: summary([r[k] for r in runs]) for k in runs[0]}}]}
 
 
+# Sampling settings: name -> (temperature, top_k, top_p); benchmarks/sampling.py has the same.
+SAMPLING = {"greedy": (0.0, 0, 1.0), "temperature 1.0": (1.0, 0, 1.0),
+            "top-k 40, T 0.8": (0.8, 40, 1.0), "top-p 0.95, T 0.8": (0.8, 0, 0.95),
+            "top-k 40, top-p 0.95, T 0.8": (0.8, 40, 0.95)}
+
+
+def llama_sampling(path: str, prompt: list[int], repeat: int, threads: int,
+                   logits_out: str) -> dict:
+    """Microseconds a `llama_sampler_sample` call takes (it reads the context's logits, as each
+    decode step does), per setting: a chain of temperature, top-k, top-p and the draw, in the
+    order gemma-nb applies them."""
+    import llama_cpp as lc
+
+    llm = lc.Llama(path, n_threads=threads, n_threads_batch=threads, n_batch=512, n_ubatch=512,
+                   n_ctx=len(prompt) + 8, verbose=False)
+    llm.eval(prompt)
+    ctx = llm._ctx.ctx
+    row = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, -1), shape=(llm.n_vocab(),))
+    np.save(logits_out, row.copy())
+    results = {}
+    for name, (temperature, top_k, top_p) in SAMPLING.items():
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if temperature == 0:
+            stages = [lc.llama_sampler_init_greedy()]
+        else:
+            stages = [lc.llama_sampler_init_temp(temperature)]
+            stages += [lc.llama_sampler_init_top_k(top_k)] if top_k else []
+            stages += [lc.llama_sampler_init_top_p(top_p, 1)] if top_p < 1 else []
+            stages.append(lc.llama_sampler_init_dist(1234))
+        for stage in stages:
+            lc.llama_sampler_chain_add(chain, stage)
+        times, tokens = [], []
+        for _ in range(repeat + 1):  # the first call warms up
+            start = time.perf_counter()
+            tokens.append(lc.llama_sampler_sample(chain, ctx, -1))
+            times.append((time.perf_counter() - start) * 1e6)
+        lc.llama_sampler_free(chain)
+        results[name] = {"us": summary(times[1:]), "tokens": tokens[1:]}
+    return {"runtime": "llama.cpp", "version": lc.__version__, "vocab": int(row.size),
+            "sampling": results}
+
+
 def quantize(src: str, dst: str, kind: str, threads: int) -> None:
     """llama.cpp's own quantizer (llama_model_quantize), as llama-quantize runs it."""
     import llama_cpp
@@ -169,6 +215,12 @@ def main() -> None:
     b.add_argument("--new-tokens", type=int, default=128)
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--threads", type=int, default=2)
+    sa = sub.add_parser("sample")
+    sa.add_argument("model")
+    sa.add_argument("--prompt-file", required=True, help="JSON list of prompt token ids")
+    sa.add_argument("--logits-out", required=True, help=".npy file for the row of logits")
+    sa.add_argument("--repeat", type=int, default=200)
+    sa.add_argument("--threads", type=int, default=2)
     q = sub.add_parser("quantize")
     q.add_argument("src")
     q.add_argument("dst")
@@ -180,6 +232,10 @@ def main() -> None:
         prompt = json.loads(Path(args.prompt_file).read_text())
         print(json.dumps(bench(args.runtime, args.model, prompt, args.new_tokens, args.repeat,
                                args.threads)))
+    elif args.cmd == "sample":
+        prompt = json.loads(Path(args.prompt_file).read_text())
+        print(json.dumps(llama_sampling(args.model, prompt, args.repeat, args.threads,
+                                        args.logits_out)))
     elif args.cmd == "quantize":
         quantize(args.src, args.dst, args.kind, args.threads)
     else:

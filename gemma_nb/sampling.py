@@ -78,8 +78,8 @@ def _candidates(weights: np.ndarray, top_k: int, top_p: float) -> np.ndarray | N
     k = min(top_k or n, n)
     if k == n and top_p >= 1:
         return None
-    if k < n:  # the k-th largest weight by a partial sort of values (~2x faster than of indices)
-        ids = np.flatnonzero(weights >= np.partition(weights, n - k)[n - k])
+    if k < n:
+        ids = _top_k_ids(weights, k)
         total = None  # top-p then renormalizes over the top-k
     else:
         total = float(weights.sum(dtype=np.float64))
@@ -91,8 +91,28 @@ def _candidates(weights: np.ndarray, top_k: int, top_p: float) -> np.ndarray | N
     return ids[: min(int(np.searchsorted(mass, top_p)), len(ids) - 1) + 1]
 
 
-# The largest weights a nucleus is first looked for among: enough for a confident step's. A
-# partial sort finds them in ~150 us, a whole sort of Gemma 3's vocabulary takes ~0.55 ms.
+# Top-k first keeps the weights at or above a floor taken from every n/TOP_K_SAMPLE-th weight
+# (~4k of the vocabulary's weights expected above it), then partitions those: ~50 us against
+# ~150 us for a partial sort of all of Gemma 3's vocabulary.
+TOP_K_SAMPLE = 4096
+
+
+def _top_k_ids(weights: np.ndarray, k: int) -> np.ndarray:
+    """The ids (ascending) of the k largest weights and of any weight equal to the k-th."""
+    n = len(weights)
+    sample = weights[:: max(1, n // TOP_K_SAMPLE)]
+    rank = 4 * (k * len(sample) // n + 1) + 16
+    if rank < len(sample):
+        floor = np.partition(sample, len(sample) - rank)[len(sample) - rank]
+        ids = np.flatnonzero(weights >= floor)
+        if len(ids) >= k:
+            kept = weights[ids]
+            return ids[kept >= np.partition(kept, len(ids) - k)[len(ids) - k]]
+    return np.flatnonzero(weights >= np.partition(weights, n - k)[n - k])  # a large k, or a floor too high
+
+
+# The largest weights a nucleus is first looked for among: enough for a confident step's.
+# _top_k_ids finds them in ~60 us; a whole sort of Gemma 3's vocabulary takes ~0.55 ms.
 NUCLEUS_FIRST_TRY = 256
 # Running sums by blocks may round apart from one sum from the start: the floor takes in this
 # much more mass, so that it never cuts into the nucleus.
@@ -104,8 +124,7 @@ def _nucleus_floor(weights: np.ndarray, top_p: float, total: float) -> float:
     first reaches top_p of `total`)."""
     target = min(top_p + NUCLEUS_MARGIN, 1.0)
     if len(weights) > NUCLEUS_FIRST_TRY:
-        top = np.partition(weights, -NUCLEUS_FIRST_TRY)[-NUCLEUS_FIRST_TRY:]
-        top = np.sort(top)[::-1]
+        top = np.sort(weights[_top_k_ids(weights, NUCLEUS_FIRST_TRY)])[::-1]
         mass = np.cumsum(top, dtype=np.float64) / total
         if mass[-1] >= target:
             return float(top[int(np.searchsorted(mass, target))])

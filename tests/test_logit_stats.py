@@ -105,3 +105,17 @@ def test_choose_gives_the_token_and_its_log_softmax(temperature):
     wide = logits.astype(np.float64)
     expected = wide[token] - wide.max() - np.log(np.exp(wide - wide.max()).sum())
     assert logprob == pytest.approx(expected, abs=2e-5)
+
+
+@pytest.mark.parametrize("weights", [temperature_weights, numpy_temperature_weights],
+                         ids=["library", "numpy"])
+def test_each_thread_gets_its_own_weights(weights):
+    import threading
+
+    rows = np.random.default_rng(9).normal(size=(2, 5000)).astype(np.float32)
+    mine = weights(rows[0], 1.0)[0]
+    expected = mine.copy()
+    other = threading.Thread(target=weights, args=(rows[1], 1.0))
+    other.start()
+    other.join()
+    np.testing.assert_array_equal(mine, expected)  # the other thread wrote its own array

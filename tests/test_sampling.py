@@ -101,3 +101,23 @@ def test_draws_across_blocks_follow_the_weights_and_skip_zeros():
     assert set(draws) <= set(heavy)
     counts = np.array([draws.count(i) for i in heavy]) / len(draws)
     np.testing.assert_allclose(counts, np.array([1, 2, 3, 4]) / 10, atol=0.03)
+
+
+@pytest.mark.parametrize("k", [1, 40, 1000, 30000, 262143])
+def test_top_k_ids_are_the_k_largest_and_their_ties(k):
+    from gemma_nb.sampling import _top_k_ids
+
+    weights = np.exp(np.random.default_rng(k).normal(size=262144) * 3).astype(np.float32)
+    weights[[5, 9000, 200000]] = np.sort(weights)[-k]  # ties with the k-th largest
+    kth = np.sort(weights)[-k]
+    np.testing.assert_array_equal(_top_k_ids(weights, k), np.flatnonzero(weights >= kth))
+
+
+def test_top_k_ids_when_the_strided_sample_sees_only_large_weights():
+    from gemma_nb.sampling import _top_k_ids
+
+    weights = np.random.default_rng(8).uniform(0, 1e-3, 262144).astype(np.float32)
+    weights[::64] = 1.0  # every weight the sample reads: its floor leaves fewer than k above
+    weights[7] = 0.5
+    expected = np.sort(np.argsort(-weights, kind="stable")[:4100])
+    np.testing.assert_array_equal(_top_k_ids(weights, 4100), expected)
