@@ -4,15 +4,15 @@ NOT part of CI: llama.cpp runs from the peers' venv (benchmarks/build_peers.sh).
 
     python benchmarks/sampling.py [--repeat 200]
 
-The default model (Gemma 3 270M, Q4_K_M GGUF). For each prompt, llama.cpp (benchmarks/peers_worker.py sample) reads the prompt, times its
-sampler chains on the logits of the last position (`llama_sampler_sample`, as its generation
-loop calls it each step: the row is read from the context) and saves that row. gemma-nb then
-times `sampling.choose` on the same row, which also gives the token's log-probability:
-with the kernel library (AVX-512), and with numpy's forms alone (GEMMA_NB_KERNEL_ISA=avx2, what
-a CPU without AVX-512 runs). The chains apply temperature, top-k, top-p, then the draw, in
-gemma-nb's order. Warm caches on both sides (the same row each call); median microseconds.
-Two prompts: the benchmark's repeated sentence (512 tokens, a confident next token) and an
-open one (a flat distribution: a top-p nucleus of many tokens).
+The default model (Gemma 3 270M, Q4_K_M GGUF). For each prompt, llama.cpp
+(benchmarks/peers_worker.py sample) reads the prompt, times its sampler chains on the logits of
+the last position (`llama_sampler_sample`, as its generation loop calls it each step: the row is
+read from the context) and saves that row. gemma-nb then times `sampling.choose` on the same row,
+which also gives the token's log-probability: with the kernel library (AVX-512), and with
+numpy's forms alone (GEMMA_NB_KERNEL_ISA=avx2, what a CPU without AVX-512 runs). The chains
+apply temperature, top-k, top-p, then the draw, in gemma-nb's order. Warm caches on both sides
+(the same row each call); median microseconds. Two prompts: the benchmark's repeated sentence
+(512 tokens: one token holds the top-p 0.95 nucleus at T 0.8) and an open one (139 tokens).
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def main() -> None:
             row = np.load(row_file)
             ours, plain = our_times(row, args.repeat), numpy_times(row_file, args.repeat)
             print(f"### {label} ({len(ids)} tokens, vocabulary {row.size})\n")
-            print("| setting | llama.cpp | gemma-nb | gemma-nb, numpy only | llama.cpp / gemma-nb |")
-            print("|---|---|---|---|---|")
+            print("| setting | llama.cpp | gemma-nb | gemma-nb, numpy only "
+                  "| llama.cpp / gemma-nb |\n|---|---|---|---|---|")
             for name in SAMPLING:
                 theirs = peer["sampling"][name]["us"]["median"]
                 print(f"| {name} | {theirs:.0f} | {ours[name]:.0f} | {plain[name]:.0f} | "

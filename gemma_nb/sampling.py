@@ -108,7 +108,8 @@ def _top_k_ids(weights: np.ndarray, k: int) -> np.ndarray:
         if len(ids) >= k:
             kept = weights[ids]
             return ids[kept >= np.partition(kept, len(ids) - k)[len(ids) - k]]
-    return np.flatnonzero(weights >= np.partition(weights, n - k)[n - k])  # a large k, or a floor too high
+    # a large k, or a floor too high: partition all of them
+    return np.flatnonzero(weights >= np.partition(weights, n - k)[n - k])
 
 
 # The largest weights a nucleus is first looked for among: enough for a confident step's.
