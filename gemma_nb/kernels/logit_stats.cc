@@ -20,6 +20,11 @@ namespace {
 #pragma GCC target("avx512f,fma")
 constexpr int64_t kChunk = 1024;  // 4 KB: its max first, then its exponentials, both from L1
 
+// The next chunk's line asked for as each line is read: the lm_head's two cores wrote the row,
+// half of it sits in the other core's L2. In generation, a row's stats 125 -> 94 us (1 to 8 KB
+// ahead alike).
+inline void ask_ahead(const float* at) { _mm_prefetch(reinterpret_cast<const char*>(at + kChunk), _MM_HINT_T0); }
+
 // Each lane keeps its largest value and where it first saw it (a strict >: numpy's first index
 // among equals), and a sum of exp(x - m) over the lanes' values, m the largest value so far.
 void stats_avx512(const float* row, int64_t n, float* logsumexp, int64_t* best) {
@@ -33,6 +38,7 @@ void stats_avx512(const float* row, int64_t n, float* logsumexp, int64_t* best) 
     const int64_t end = std::min(n, c + kChunk);
     for (int64_t j = c; j < end; j += 16) {
       const __mmask16 lanes = end - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (end - j)) - 1);
+      ask_ahead(row + j);
       const __m512 x = _mm512_mask_loadu_ps(minus_inf, lanes, row + j);
       const __mmask16 higher = _mm512_cmp_ps_mask(x, top, _CMP_GT_OQ);
       top = _mm512_mask_mov_ps(top, higher, x);
@@ -61,6 +67,7 @@ void weights_avx512(const float* row, int64_t n, float scale, int64_t block, flo
   __m512 top = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    ask_ahead(row + j);
     top = _mm512_max_ps(top, _mm512_mask_loadu_ps(top, lanes, row + j));
   }
   const __m512 shift = _mm512_set1_ps(_mm512_reduce_max_ps(top)), times = _mm512_set1_ps(scale);
