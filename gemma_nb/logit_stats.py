@@ -83,7 +83,7 @@ def row_stats(row: np.ndarray) -> RowStats:
     row = np.ascontiguousarray(row, np.float32)
     library = _library()
     if library is not None and row.size:
-        logsumexp, best = ctypes.c_float(), ctypes.c_int64()
+        logsumexp, best = ctypes.c_double(), ctypes.c_int64()
         if library.GemmaNbLogitStats(row.ctypes.data, 1, row.size, ctypes.addressof(logsumexp),
                                      ctypes.addressof(best)):
             return RowStats(logsumexp.value, best.value)
