@@ -8,7 +8,9 @@ the logits of its last position give every choice's first token, so single-token
 after the context, and the cache is rewound to the context before the next choice: each choice
 overwrites the previous one's keys, never the context's.
 
-Only the runtime's public `prefill`, `decode_one` and `new_cache` are used. A public batched
+Only the runtime's public `prefill`, `decode_one` and `new_cache` are used, and a token's
+log-probability is its logit less the row's log-sum-exp (`logit_stats.row_stats`: one pass, not
+a float64 log-softmax of the whole vocabulary for each scored position). A public batched
 all-positions forward (`Model.forward(cache, ids, lengths, logits_index)`) would score all
 choices' remaining tokens in one padded run per item.
 """
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ContextLengthError
+from ..logit_stats import row_stats
 from .errors import EvalDataError
 
 __all__ = ["encode_pair", "loglikelihoods", "log_softmax", "choice_distribution"]
@@ -61,12 +64,14 @@ def loglikelihoods(model: Any, context_ids: Sequence[int],
         raise ContextLengthError(f"the prompt and its longest choice need {needed} tokens; this "
                                  f"model's context is {model.config.context_length}")
     cache = model.new_cache(needed)
-    first = log_softmax(model.prefill(cache, context_ids))
+    first = model.prefill(cache, context_ids)
+    first_logsumexp = row_stats(first).logsumexp
     scores = np.empty(len(continuations), np.float64)
     for i, tokens in enumerate(continuations):
-        total = first[tokens[0]]
+        total = float(first[tokens[0]]) - first_logsumexp
         for previous, token in zip(tokens, tokens[1:]):
-            total += log_softmax(model.decode_one(cache, previous))[token]
+            logits = model.decode_one(cache, previous, reuse=True)
+            total += float(logits[token]) - row_stats(logits).logsumexp
         cache.lengths[:] = len(context_ids)  # rewind: the next choice starts after the context
         scores[i] = total
     return scores
