@@ -838,7 +838,8 @@ NOTES = [
      "and the first norm, attention's values read in one stream or during the key pass, the "
      "next `o` product's weights asked for during attention, the KV cache in 2 MB pages, more "
      "or fewer batches a core, asking for the next op's weights during the current one, longer "
-     "runs a task, attention's cache rows with `prefetchnta` or further ahead."),
+     "runs a task, attention's cache rows with `prefetchnta` or further ahead, onnxruntime's "
+     "memory pattern off (0.994x)."),
     "",
     "**Decode at 1.2x the faster peer** is met on both models: 1.27x and 2.64x in this run.", "",
     ("- The runs before: 2.15x and 2.13x on the 270M at 0bf44af, 2.04x at 50dd2f8, 2.06x at "
@@ -874,6 +875,10 @@ NOTES = [
     ("- The HF folders the builder reads come from `benchmarks/gguf_to_hf.py` (norms stored as "
     "1 + w in GGUF are written back as w). On the 270M, transformers on that folder and "
     "llama.cpp on the GGUF give the same greedy tokens."),
+    ("- Every runtime's decode loop here takes the argmax of each step's logits. What "
+     "`generate` adds to each token (its log-probability, a draw with temperature, top-k or "
+     "top-p) is measured against llama.cpp's samplers on the same row by "
+     "`benchmarks/sampling.py`: gemma-nb 1.15-13x faster by setting (performance.md)."),
     "",
 ]
 
