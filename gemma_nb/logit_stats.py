@@ -69,7 +69,7 @@ def _library() -> ctypes.CDLL | None:
     except (KernelUnavailableError, OSError):
         return None
     pointer, count = ctypes.c_void_p, ctypes.c_int64
-    library.GemmaNbLogitStats.argtypes = [pointer, count, count, pointer, pointer]
+    library.GemmaNbLogitStats.argtypes = [pointer, count, pointer, pointer]
     library.GemmaNbTemperatureWeights.argtypes = [pointer, count, ctypes.c_float, count, pointer,
                                                   pointer]
     library.GemmaNbLogitStats.restype = library.GemmaNbTemperatureWeights.restype = ctypes.c_int
@@ -84,7 +84,7 @@ def row_stats(row: np.ndarray) -> RowStats:
     library = _library()
     if library is not None and row.size:
         logsumexp, best = ctypes.c_double(), ctypes.c_int64()
-        if library.GemmaNbLogitStats(row.ctypes.data, 1, row.size, ctypes.addressof(logsumexp),
+        if library.GemmaNbLogitStats(row.ctypes.data, row.size, ctypes.addressof(logsumexp),
                                      ctypes.addressof(best)):
             return RowStats(logsumexp.value, best.value)
     return numpy_row_stats(row)

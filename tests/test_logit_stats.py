@@ -13,6 +13,8 @@ from gemma_nb.logit_stats import (SUM_BLOCK, numpy_row_stats, numpy_temperature_
                                   row_stats, temperature_weights)
 from gemma_nb.sampling import SamplingSettings, choose, sample
 
+# The library's passes take the AVX-512 path (avx512-vnni or amx); on a CPU without it they
+# decline, numpy's forms run, and test_a_capped_isa_falls_back_to_numpy covers that path.
 AVX512 = kernel_isa() in ("avx512-vnni", "amx")
 
 
@@ -60,7 +62,8 @@ def test_strided_rows_are_read_as_their_values():
     assert row_stats(column_major[2]) == row_stats(rows[2])
 
 
-@pytest.mark.skipif(not AVX512, reason="the library's pass is AVX-512 only; numpy runs without")
+@pytest.mark.skipif(not AVX512, reason="this CPU has no AVX-512 VNNI: the library's passes "
+                    "decline there by design and numpy's forms run")
 def test_the_library_passes_run_where_built(monkeypatch):
     def numpy_form(*args):
         raise AssertionError("numpy's form ran on a CPU with AVX-512")

@@ -145,7 +145,7 @@ inline __m512 load16(const Half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(
 void softcap_avx512(float* scores, int64_t n, float cap) {  // cap * tanh(s / cap), tanh(u) = 1 - 2 / (e^2u + 1)
   const __m512 two_over_cap = _mm512_set1_ps(2.f / cap), vcap = _mm512_set1_ps(cap), one = _mm512_set1_ps(1.f);
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __mmask16 lanes = lanes16(n - j);
     const __m512 s = _mm512_maskz_loadu_ps(lanes, scores + j);
     const __m512 e = exp16(_mm512_mul_ps(s, two_over_cap));
     const __m512 tanh = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.f), _mm512_add_ps(e, one)));
@@ -156,14 +156,14 @@ void softcap_avx512(float* scores, int64_t n, float cap) {  // cap * tanh(s / ca
 Exponentials exponentiate_avx512(float* scores, int64_t n) {
   __m512 top = _mm512_set1_ps(-INFINITY);
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __mmask16 lanes = lanes16(n - j);
     top = _mm512_mask_max_ps(top, lanes, top, _mm512_maskz_loadu_ps(lanes, scores + j));
   }
   const float highest = _mm512_reduce_max_ps(top);
   const __m512 max = _mm512_set1_ps(highest);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __mmask16 lanes = lanes16(n - j);
     const __m512 e = _mm512_maskz_mov_ps(lanes, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, scores + j), max)));
     sum = _mm512_add_ps(sum, e);
     _mm512_mask_storeu_ps(scores + j, lanes, e);

@@ -1,8 +1,11 @@
-// exp on 16 floats with AVX-512: attention.cc's soft cap and softmax, and geglu.cc's GeGLU.
+// exp on 16 floats with AVX-512 (attention.cc's soft cap and softmax, geglu.cc's GeGLU,
+// logit_stats.cc), and the mask of a 16-lane loop's lanes.
 #pragma once
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#include <cstdint>
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,fma")
@@ -21,6 +24,11 @@ inline __m512 exp16(__m512 x) {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
   }
   return _mm512_scalef_ps(p, n);
+}
+
+// The first min(remaining, 16) lanes: all of them but in a loop's last step.
+inline __mmask16 lanes16(int64_t remaining) {
+  return remaining >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << remaining) - 1);
 }
 
 }  // namespace gemma_nb

@@ -43,7 +43,7 @@ void geglu_row(const float* gate, const float* up, int64_t n, float* out) {
   const __m512 minus_two_c = _mm512_set1_ps(kMinusTwoSqrtTwoOverPi), cubic = _mm512_set1_ps(kCubic);
   const __m512 one = _mm512_set1_ps(1.f);
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __mmask16 lanes = lanes16(n - j);
     const __m512 g = _mm512_maskz_loadu_ps(lanes, gate + j);
     const __m512 u = _mm512_fmadd_ps(_mm512_mul_ps(cubic, g), _mm512_mul_ps(g, g), g);
     const __m512 e = exp16(_mm512_mul_ps(minus_two_c, u));

@@ -46,7 +46,7 @@ void stats_avx512(const float* row, int64_t n, double* logsumexp, int64_t* best)
   for (int64_t c = 0; c < n; c += kChunk) {
     const int64_t end = std::min(n, c + kChunk);
     for (int64_t j = c; j < end; j += 16) {
-      const __mmask16 lanes = end - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (end - j)) - 1);
+      const __mmask16 lanes = gemma_nb::lanes16(end - j);
       ask_ahead(row + j);
       const __m512 x = _mm512_mask_loadu_ps(minus_inf, lanes, row + j);
       const __mmask16 higher = _mm512_cmp_ps_mask(x, top, _CMP_GT_OQ);
@@ -63,7 +63,7 @@ void stats_avx512(const float* row, int64_t n, double* logsumexp, int64_t* best)
     const __m512 shift = _mm512_set1_ps(m);
     __m512 part = _mm512_setzero_ps();
     for (int64_t j = c; j < end; j += 16) {
-      const __mmask16 lanes = end - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (end - j)) - 1);
+      const __mmask16 lanes = gemma_nb::lanes16(end - j);
       const __m512 x = _mm512_maskz_loadu_ps(lanes, row + j);
       part = _mm512_mask_add_ps(part, lanes, part, gemma_nb::exp16(_mm512_sub_ps(x, shift)));
     }
@@ -79,7 +79,7 @@ void stats_avx512(const float* row, int64_t n, double* logsumexp, int64_t* best)
 void weights_avx512(const float* row, int64_t n, float scale, int64_t block, float* weights, double* sums) {
   __m512 top = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 lanes = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __mmask16 lanes = gemma_nb::lanes16(n - j);
     ask_ahead(row + j);
     top = _mm512_max_ps(top, _mm512_mask_loadu_ps(top, lanes, row + j));
   }
@@ -88,7 +88,7 @@ void weights_avx512(const float* row, int64_t n, float scale, int64_t block, flo
     const int64_t end = std::min(n, c + block);
     __m512 sum = _mm512_setzero_ps();
     for (int64_t j = c; j < end; j += 16) {
-      const __mmask16 lanes = end - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (end - j)) - 1);
+      const __mmask16 lanes = gemma_nb::lanes16(end - j);
       const __m512 x = _mm512_maskz_loadu_ps(lanes, row + j);
       const __m512 w = gemma_nb::exp16(_mm512_mul_ps(_mm512_sub_ps(x, shift), times));
       _mm512_mask_storeu_ps(weights + j, lanes, w);
@@ -102,12 +102,12 @@ void weights_avx512(const float* row, int64_t n, float scale, int64_t block, flo
 
 }  // namespace
 
-// logsumexp[r] and best[r] (argmax) of each of `rows` rows of `n` logits; 0, and nothing written,
-// where this CPU (or GEMMA_NB_KERNEL_ISA) has no AVX-512: numpy's passes are then as fast.
-extern "C" int GemmaNbLogitStats(const float* logits, int64_t rows, int64_t n, double* logsumexp, int64_t* best) {
+// The log-sum-exp and argmax of a row of `n` logits; 0, and nothing written, where this CPU (or
+// GEMMA_NB_KERNEL_ISA) has no AVX-512: numpy's passes are then as fast.
+extern "C" int GemmaNbLogitStats(const float* logits, int64_t n, double* logsumexp, int64_t* best) {
 #if defined(__x86_64__)
   if (gemma_nb::session_vector_width() >= 16) {
-    for (int64_t r = 0; r < rows; ++r) stats_avx512(logits + r * n, n, logsumexp + r, best + r);
+    stats_avx512(logits, n, logsumexp, best);
     return 1;
   }
 #endif
