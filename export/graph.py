@@ -5,15 +5,17 @@ Each block mirrors its equation (Gemma-2 report, transformers' `modeling_gemma2.
     out = h + post_ffw_norm(mlp(pre_ffw_norm(h)))
 `GroupQueryAttention` (com.microsoft) applies RoPE (split halves), the score scale, the softcap,
 the causal/sliding mask and a KV cache whose past and present may share one buffer; `int4-cpu`
-graphs run gemma-nb's `Attention` (gemma_nb/kernels/attention.cc) with the same inputs and
-attributes, plus Gemma-3's q/k norm weights (in place of a Split and per-head RMSNorms).
+graphs run gemma-nb's `DecoderLayer` (gemma_nb/kernels/decoder_layer.cc), whose attention takes
+the same inputs and attributes, plus Gemma-3's q/k norm weights (in place of a Split and per-head
+RMSNorms).
 
 Fewer, larger kernels for speed (a decode step is ~15 ops a layer, each with a fixed cost):
 q|k|v and gate|up are each one matmul over stacked weights, and each residual Add is fused with
 the RMSNorm that reads its sum (SkipSimplifiedLayerNormalization, the next block's input norm
 or the final norm), so a block hands the next one its output and that output normalized.
-`int4-cpu` graphs make the o and down projections' post-norms, residual adds and the norms
-after them, and the MLP's gelu_tanh(gate) * up, in the matmuls (5 ops a layer in all).
+`int4-cpu` graphs run each block as one op, gemma-nb's DecoderLayer: its matmuls make the o and
+down projections' post-norms, residual adds and the norms after them, and the MLP's
+gelu_tanh(gate) * up (a block was 5 ops before, each with onnxruntime's ~2 us between ops).
 
 Graph inputs: input_ids [batch, seq] int64; seqlens_k [batch] int32 (= total length - 1);
 total_sequence_length [] int32; logits_index [n] int64 (the positions whose logits we want, so
@@ -24,6 +26,7 @@ Outputs: logits [batch, n, vocab] float32; present.{i}.key/value.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -59,12 +62,8 @@ def add_rms_norm(t: Tape, x: str, delta: str, weight: np.ndarray, name: str,
 def residual_projection(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str,
                         name: str, norm: str, residual: str, next_norm: str) -> tuple[str, str]:
     """(next_norm(h), h) for h = residual + norm(x @ W^T): a block's o or down projection, its
-    post-norm, the residual add and the norm that reads the sum (the next one's input), in one
-    op where the packing has it."""
+    post-norm, the residual add and the norm that reads the sum (the next one's input)."""
     eps = cfg.rms_norm_eps
-    if pack.fuses_residual:
-        weights = [t.weight(n, tensor(n)) for n in (norm, next_norm)]
-        return pack.residual_linear(t, x, name, weights[0], residual, weights[1], eps)
     delta = rms_norm(t, pack.linear(t, x, name), tensor(norm), norm, eps)
     return add_rms_norm(t, residual, delta, tensor(next_norm), next_norm, eps)
 
@@ -89,43 +88,40 @@ def attention(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, x: str
     p = f"layers.{i}"
     qkv = pack.fused_linear(t, x, [f"{p}.q", f"{p}.k", f"{p}.v"], f"{p}.qkv")
     qkv_inputs = [qkv, "", ""]  # GroupQueryAttention splits a packed q|k|v itself
-    norms, norm_attrs = [], {}
-    if cfg.qk_norm and pack.attention_takes_qk_norm:
-        norms = [t.weight(f"{p}.{n}", tensor(f"{p}.{n}")) for n in ("q_norm", "k_norm")]
-        norm_attrs = {"qk_norm_epsilon": cfg.rms_norm_eps}
-    elif cfg.qk_norm:
+    if cfg.qk_norm:
         q_size, kv_size = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
         q, k, v = t.op("Split", [qkv, t.constant("qkv_sizes", [q_size, kv_size, kv_size])],
                        axis=-1, outputs=3)
         q = head_norm(t, q, tensor(f"{p}.q_norm"), f"{p}.q_norm", cfg.num_heads, cfg)
         k = head_norm(t, k, tensor(f"{p}.k_norm"), f"{p}.k_norm", cfg.num_kv_heads, cfg)
         qkv_inputs = [q, k, v]
-    past = [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
-    op_type, domain = pack.attention_op
-    return t.op(
-        op_type,
-        [*qkv_inputs, *past, seqlens_k, total_len, *rope, *norms],
-        domain=domain,
-        name=f"{p}.attn",
-        output_names=[t.fresh(f"{p}.attn_out"), f"present.{i}.key", f"present.{i}.value"],
-        num_heads=cfg.num_heads,
-        kv_num_heads=cfg.num_kv_heads,
-        scale=cfg.query_pre_attn_scalar**-0.5,
-        softcap=cfg.attn_softcap or 0.0,
-        local_window_size=cfg.sliding_window if cfg.is_sliding(i) else -1,
-        do_rotary=1,
-        rotary_interleaved=0,
-        **norm_attrs,
-    )[0]
+    return t.op("GroupQueryAttention", [*qkv_inputs, *past_names(i), seqlens_k, total_len, *rope],
+                domain=MS, name=f"{p}.attn",
+                output_names=[t.fresh(f"{p}.attn_out"), *present_names(i)],
+                **attention_attributes(cfg, i))[0]
+
+
+def past_names(i: int) -> list[str]:
+    return [f"past_key_values.{i}.key", f"past_key_values.{i}.value"]
+
+
+def present_names(i: int) -> list[str]:
+    return [f"present.{i}.key", f"present.{i}.value"]
+
+
+def attention_attributes(cfg: GemmaConfig, i: int) -> dict[str, Any]:
+    """GroupQueryAttention's attributes for block i (gemma-nb's Attention and DecoderLayer take
+    the same)."""
+    return {"num_heads": cfg.num_heads, "kv_num_heads": cfg.num_kv_heads,
+            "scale": cfg.query_pre_attn_scalar**-0.5, "softcap": cfg.attn_softcap or 0.0,
+            "local_window_size": cfg.sliding_window if cfg.is_sliding(i) else -1,
+            "do_rotary": 1, "rotary_interleaved": 0}
 
 
 def mlp(t: Tape, cfg: GemmaConfig, pack: Packing, x: str, i: int) -> str:
     """gelu_tanh(gate(x)) * up(x), before the down projection."""
     p, size = f"layers.{i}", cfg.intermediate_size
-    names = [f"{p}.gate", f"{p}.up"]
-    if pack.fuses_geglu:
-        return pack.geglu_linear(t, x, names, f"{p}.gate_up")
-    gate_up = pack.fused_linear(t, x, names, f"{p}.gate_up")
+    gate_up = pack.fused_linear(t, x, [f"{p}.gate", f"{p}.up"], f"{p}.gate_up")
     gate, up = t.op("Split", [gate_up, t.constant("ffn_sizes", [size, size])], axis=-1,
                     outputs=2)
     return t.op("Mul", [t.op("Gelu", [gate], approximate="tanh"), up])
@@ -137,11 +133,32 @@ def decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, no
     """One block on its input x (`normed`: x through its input norm); returns its output
     through `next_norm` (the next block's input norm, or the final norm), and its output."""
     p = f"layers.{i}"
+    if pack.fuses_layer:
+        return fused_decoder_layer(t, cfg, pack, tensor, normed, x, i, rope, seqlens_k, total_len,
+                                   next_norm)
     heads = attention(t, cfg, pack, tensor, normed, i, rope, seqlens_k, total_len)
     normed, h = residual_projection(t, cfg, pack, tensor, heads, f"{p}.o", f"{p}.post_attn_norm",
                                     x, f"{p}.pre_ffw_norm")
     return residual_projection(t, cfg, pack, tensor, mlp(t, cfg, pack, normed, i), f"{p}.down",
                                f"{p}.post_ffw_norm", h, next_norm)
+
+
+def fused_decoder_layer(t: Tape, cfg: GemmaConfig, pack: Packing, tensor: TensorFn, normed: str,
+                        x: str, i: int, rope: tuple[str, str], seqlens_k: str, total_len: str,
+                        next_norm: str) -> tuple[str, str]:
+    """decoder_layer as one op of the packing's: the norms, the attention's inputs after q|k|v
+    and its attributes are the same as the separate ops take."""
+    p = f"layers.{i}"
+    norms = [t.weight(n, tensor(n)) for n in (f"{p}.post_attn_norm", f"{p}.pre_ffw_norm",
+                                              f"{p}.post_ffw_norm", next_norm)]
+    qk_norms, qk_attrs = [], {}
+    if cfg.qk_norm:
+        qk_norms = [t.weight(f"{p}.{n}", tensor(f"{p}.{n}")) for n in ("q_norm", "k_norm")]
+        qk_attrs = {"qk_norm_epsilon": cfg.rms_norm_eps}
+    attention_inputs = [*past_names(i), seqlens_k, total_len, *rope, *qk_norms]
+    return pack.decoder_layer(t, p, normed, x, norms, attention_inputs, present_names(i),
+                              norm_epsilon=cfg.rms_norm_eps, **attention_attributes(cfg, i),
+                              **qk_attrs)
 
 
 def softcap(t: Tape, x: str, cap: float, output: str) -> str:

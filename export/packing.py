@@ -1,8 +1,8 @@
 """How weight matrices become ONNX initializers and the ops that read them (`--dtype`).
 
-The graph builder calls only `linear`, `fused_linear`, `embed` and `tied_head` (and, where a packing
-has them, `residual_linear` and `geglu_linear`); each packing fetches its own weights from the
-source, so one that re-encodes GGUF blocks can read them raw.
+The graph builder calls only `linear`, `fused_linear`, `embed` and `tied_head`, or, where a packing
+makes a whole block in one op, `decoder_layer` in place of the first two; each packing fetches
+its own weights from the source, so one that re-encodes GGUF blocks can read them raw.
 
 | dtype | projections | embedding / lm_head (one shared table) |
 |---|---|---|
@@ -11,7 +11,7 @@ source, so one that re-encodes GGUF blocks can read them raw.
 | int4 | MatMulNBits 4-bit with zero points (block-wise, accuracy_level) | GatherBlockQuantized / MatMulNBits, 4-bit (or `embedding_bits=8`) |
 | int8 | MatMulNBits 8-bit (block-wise, accuracy_level) | GatherBlockQuantized / MatMulNBits |
 | gguf | MatMulNBits re-encoding each GGUF block exactly where possible | same |
-| int4-cpu | gemma_nb.Q4MatMul on 4-bit tiles (`tiles.py`), gemma-nb's own CPU kernel | gemma_nb.Q4Gather / Q4MatMul on the same tiles |
+| int4-cpu | gemma_nb.DecoderLayer (a block) on 4-bit tiles (`tiles.py`), gemma-nb's own CPU kernel | gemma_nb.Q4Gather / Q4MatMul on the same tiles |
 """
 
 from __future__ import annotations
@@ -48,17 +48,9 @@ _FLOAT_TYPES = frozenset({GGMLQuantizationType.F32, GGMLQuantizationType.F16,
 class Packing:
     """Float weights (fp32, or fp16 on disk cast back to fp32 for CPU activations)."""
 
-    # The attention op (type, domain): onnxruntime's GroupQueryAttention, which every provider runs.
-    attention_op = ("GroupQueryAttention", MS)
-    # Whether that op takes Gemma 3's q/k norm weights itself (inputs q_norm, k_norm); if not, the
-    # graph normalizes q and k before it.
-    attention_takes_qk_norm = False
-    # Whether `residual_linear` makes a projection's norm, residual add and next norm in one op;
-    # if not, the graph adds them after `linear`.
-    fuses_residual = False
-    # Whether `geglu_linear` makes the MLP's gelu_tanh(gate) * up with its gate|up projection; if
-    # not, the graph adds a Split, a Gelu and a Mul after `fused_linear`.
-    fuses_geglu = False
+    # Whether `decoder_layer` makes a whole block in one op; if not, the graph builds it from
+    # `linear` and `fused_linear`, onnxruntime's norms and GroupQueryAttention.
+    fuses_layer = False
     cache_dtype = np.float32  # of the KV cache (past and present), as the attention op takes it
 
     def __init__(self, tensor: TensorFn, dtype: str = "fp32"):
@@ -161,15 +153,13 @@ class NBitsPacking(Packing):
 class TiledPacking(Packing):
     """`--dtype int4-cpu`: the int4 codes and zero points (scales in fp16) in the tiles that
     gemma-nb's CPU kernel reads in place; the tied table is one copy for Q4Gather and the head.
-    Attention runs on the kernel's own op, with GroupQueryAttention's inputs and attributes, on a
-    float16 cache (as llama.cpp's default): half the bytes a decode step reads from it; it also
-    applies Gemma 3's q/k norms. The MLP's gelu_tanh(gate) * up, and the o and down projections'
-    norms and residual adds, are Q4MatMul's own."""
+    A block is one DecoderLayer node: the kernel's q|k|v product, its attention (with
+    GroupQueryAttention's inputs and attributes, on a float16 cache as llama.cpp's default: half
+    the bytes a decode step reads from it; Gemma 3's q/k norms applied in it), the o product with
+    its norms and residual add, gate|up with gelu_tanh(gate) * up, and down with its norms and
+    residual add, one after another in one node."""
 
-    attention_op = ("Attention", GEMMA_NB)
-    attention_takes_qk_norm = True
-    fuses_residual = True
-    fuses_geglu = True
+    fuses_layer = True
     cache_dtype = np.float16
 
     def __init__(self, tensor: TensorFn):
@@ -180,32 +170,23 @@ class TiledPacking(Packing):
         return [tape.weight(f"{name}.{part}", a)
                 for part, a in zip(("tiles", "tile_scales", "tile_zeros"), quantize_to_tiles(w))]
 
-    def _q4_matmul(self, tape: Tape, x: str, name: str, w: np.ndarray, *more: str,
-                   **attrs: Any) -> Any:
-        """One Q4MatMul node on x and the weight w, tiled; `more`: its optional inputs."""
-        return tape.op("Q4MatMul", [x, *self._tiled(tape, name, w), *more], domain=GEMMA_NB,
-                       name=name, **attrs)
-
-    def linear(self, tape: Tape, x: str, name: str) -> str:
-        return self._q4_matmul(tape, x, name, self.tensor(name))
-
-    def residual_linear(self, tape: Tape, x: str, name: str, norm: str, residual: str,
-                        next_norm: str, eps: float) -> tuple[str, str]:
-        """(next_norm(h), h), h = residual + norm(x @ W^T), from one Q4MatMul (norms: weight
-        names)."""
-        outputs = [tape.fresh(f"{name}/out"), tape.fresh(f"{name}/sum")]
-        return self._q4_matmul(tape, x, name, self.tensor(name), norm, residual, next_norm,
-                               output_names=outputs, norm_epsilon=eps)
-
-    def fused_linear(self, tape: Tape, x: str, names: list[str], name: str) -> str:
-        # blocks are per row, so quantizing the stacked rows is quantizing each part
-        return self._q4_matmul(tape, x, name, np.concatenate([self.tensor(n) for n in names]))
-
-    def geglu_linear(self, tape: Tape, x: str, names: list[str], name: str) -> str:
-        """gelu_tanh(x @ W_gate^T) * (x @ W_up^T) for names [gate, up] from one Q4MatMul
-        (geglu=1): the product never leaves the kernel's cache."""
-        rows = alternate_tile_rows(*(self.tensor(n) for n in names))
-        return self._q4_matmul(tape, x, name, rows, geglu=1)
+    def decoder_layer(self, tape: Tape, p: str, normed: str, x: str, norms: list[str],
+                      attention_inputs: list[str], presents: list[str],
+                      **attrs: Any) -> tuple[str, str]:
+        """(next_norm(out), out) of block p from one DecoderLayer node (gemma_nb/kernels/
+        decoder_layer.cc): the q|k|v, o, gate|up (geglu) and down weights tiled as the separate
+        Q4MatMuls take them; norms: post_attn, pre_ffw, post_ffw and next, weight names;
+        attention_inputs: Attention's from past_key on."""
+        stacked_qkv = np.concatenate([self.tensor(f"{p}.{n}") for n in ("q", "k", "v")])
+        gate_up = alternate_tile_rows(self.tensor(f"{p}.gate"), self.tensor(f"{p}.up"))
+        weights = [*self._tiled(tape, f"{p}.qkv", stacked_qkv),
+                   *self._tiled(tape, f"{p}.o", self.tensor(f"{p}.o")),
+                   *self._tiled(tape, f"{p}.gate_up", gate_up),
+                   *self._tiled(tape, f"{p}.down", self.tensor(f"{p}.down"))]
+        outputs = [tape.fresh(f"{p}/out"), tape.fresh(f"{p}/sum"), *presents]
+        out, total, *_ = tape.op("DecoderLayer", [normed, x, *weights, *norms, *attention_inputs],
+                                 domain=GEMMA_NB, name=f"{p}.layer", output_names=outputs, **attrs)
+        return out, total
 
     def embed(self, tape: Tape, ids: str) -> str:
         self._tiles = self._tiled(tape, "embed", self.tensor("embed"))

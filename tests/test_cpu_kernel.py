@@ -385,22 +385,20 @@ def test_int4_cpu_model_matches_transformers_on_the_same_weights(request, export
     and values rounded to float16, as the graph's cache holds them. The same weights with fp32
     scales and zero points (plain int4), or on unrounded keys and values, are 10x further off,
     so the layout's fp16 scales and zero points and the float16 cache are what is checked. The
-    graph runs the kernel's own ops: Q4MatMul (with the MLP's gelu * up in the gate|up one) and
-    Attention (with Gemma 3's q/k norms)."""
+    graph runs the kernel's own ops: a DecoderLayer a block (with the MLP's gelu * up and Gemma
+    3's q/k norms in it), Q4Gather and the Q4MatMul head."""
     hf_dir = request.getfixturevalue(fixture)
     monkeypatch.setenv("GEMMA_NB_KERNEL_ISA", "exact")
     model = gemma_nb.load(export_once(hf_dir, fixture, "int4-cpu"))
     assert model.info["quantization"] == {"block_size": 32, "tile_rows": 16, "embedding_bits": 4,
                                           "tile_layout": 2}
     graph = load_model(model.path / GRAPH_FILE, load_external_data=False).graph
-    ops = {node.op_type for node in graph.node}
-    assert {"Q4MatMul", "Attention"} <= ops and not ops & {"GeGLU", "Gelu", "GroupQueryAttention"}
-    gate_ups = [node for node in graph.node if node.name.endswith(".gate_up")]
-    assert len(gate_ups) == model.config.num_layers
-    assert all(helper.get_node_attr_value(node, "geglu") == 1 for node in gate_ups)
-    assert "Split" not in ops  # packed q|k|v straight into Attention, Gemma 3's q/k norms in it
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("DecoderLayer") == model.config.num_layers
+    assert set(ops) == {"Q4Gather", "Mul", "SimplifiedLayerNormalization", "DecoderLayer", "Gather",
+                        "Q4MatMul"} | ({"Tanh", "Div"} if model.config.final_softcap else set())
     norms = [node.name for node in graph.node if "LayerNormalization" in node.op_type]
-    assert norms == ["layers.0.input_norm_1"]  # the rest in Q4MatMul and Attention
+    assert norms == ["layers.0.input_norm_1"]  # the rest in the DecoderLayers
     source = open_source(hf_dir)
 
     def tiled(name: str) -> np.ndarray:

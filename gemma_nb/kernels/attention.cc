@@ -494,13 +494,21 @@ AttentionKernel::AttentionKernel(const OrtApi& api, const OrtKernelInfo* info) {
 
 void AttentionKernel::Compute(OrtKernelContext* context) {
   Ort::KernelContext ctx(context);
-  const Ort::ConstValue query = ctx.GetInput(0), key = ctx.GetInput(1), value = ctx.GetInput(2);
-  const Ort::ConstValue past_k = ctx.GetInput(3), past_v = ctx.GetInput(4), seqlens = ctx.GetInput(5);
-  const Ort::ConstValue total = ctx.GetInput(6), cos = ctx.GetInput(7), sin = ctx.GetInput(8);
+  const Ort::ConstValue query = ctx.GetInput(0);
+  Attend(context, {query.GetTensorData<float>(), query.GetTensorTypeAndShapeInfo().GetShape(), ctx.GetInput(1),
+                   ctx.GetInput(2), 3, 1, nullptr});
+}
+
+void AttentionKernel::Attend(OrtKernelContext* context, const AttentionIo& io) {
+  Ort::KernelContext ctx(context);
+  const Ort::ConstValue key{io.key}, value{io.value};
+  const size_t at = io.past_key;
+  const Ort::ConstValue past_k = ctx.GetInput(at), past_v = ctx.GetInput(at + 1), seqlens = ctx.GetInput(at + 2);
+  const Ort::ConstValue total = ctx.GetInput(at + 3), cos = ctx.GetInput(at + 4), sin = ctx.GetInput(at + 5);
   // q_norm, k_norm: not in graphs without them (Gemma 2's, or exported before them)
-  const Ort::ConstValue q_norm = ctx.GetInputCount() > 9 ? ctx.GetInput(9) : Ort::ConstValue{nullptr};
-  const Ort::ConstValue k_norm = ctx.GetInputCount() > 10 ? ctx.GetInput(10) : Ort::ConstValue{nullptr};
-  const std::vector<int64_t> q_shape = query.GetTensorTypeAndShapeInfo().GetShape();
+  const Ort::ConstValue q_norm = ctx.GetInputCount() > at + 6 ? ctx.GetInput(at + 6) : Ort::ConstValue{nullptr};
+  const Ort::ConstValue k_norm = ctx.GetInputCount() > at + 7 ? ctx.GetInput(at + 7) : Ort::ConstValue{nullptr};
+  const std::vector<int64_t>& q_shape = io.query_shape;
   const std::vector<int64_t> past_shape = past_k.GetTensorTypeAndShapeInfo().GetShape();
   const std::vector<int64_t> cos_shape = cos.GetTensorTypeAndShapeInfo().GetShape();
   if (q_shape.size() != 3 || past_shape.size() != 4) fail("query must be [B, S, width] and past_key [B, kv_heads, capacity, D]");
@@ -532,9 +540,11 @@ void AttentionKernel::Compute(OrtKernelContext* context) {
     }
   }
   const std::vector<int64_t> present_shape{s.batch, s.kv_heads, s.present_len, s.head_size};
-  Ort::UnownedValue out = ctx.GetOutput(0, std::vector<int64_t>{s.batch, s.seq, s.heads * s.head_size});
-  Ort::UnownedValue present_k = ctx.GetOutput(1, present_shape), present_v = ctx.GetOutput(2, present_shape);
-  const float* q = query.GetTensorData<float>();
+  float* out = io.out ? io.out
+                      : ctx.GetOutput(0, std::vector<int64_t>{s.batch, s.seq, s.heads * s.head_size}).GetTensorMutableData<float>();
+  Ort::UnownedValue present_k = ctx.GetOutput(io.present_key, present_shape);
+  Ort::UnownedValue present_v = ctx.GetOutput(io.present_key + 1, present_shape);
+  const float* q = io.query;
   auto attend = [&](auto element) {  // on a cache of element's type
     using C = decltype(element);
     C* pk = present_k.GetTensorMutableData<C>();
@@ -554,7 +564,7 @@ void AttentionKernel::Compute(OrtKernelContext* context) {
                s.packed ? s.heads * s.head_size : 0, s.packed ? (s.heads + s.kv_heads) * s.head_size : 0,
                lengths, first_prompt, scale_, softcap_, window_, normed ? q_norm.GetTensorData<float>() : nullptr,
                normed ? k_norm.GetTensorData<float>() : nullptr, qk_norm_epsilon_, pk, pv,
-               out.GetTensorMutableData<float>()};
+               out};
     ctx.ParallelFor(store_new<C>, static_cast<size_t>(s.batch * s.kv_heads), 0, &job);
     if (s.seq == 1) {
       int64_t longest = 1;

@@ -5,16 +5,31 @@
 #include "onnxruntime_cxx_api.h"
 #undef ORT_API_MANUAL_INIT
 
+#include <vector>
+
 namespace gemma_nb {
 
 // The widest vectors, in floats, a session made now may use: 16 where the CPU has AVX-512 VNNI,
 // 8 with AVX2, 0 for the compiler's baseline, capped by GEMMA_NB_KERNEL_ISA (q4_matmul.cc).
 int session_vector_width();
 
+// Where a node keeps attention's inputs and outputs: the Attention op's own, or a DecoderLayer's
+// (decoder_layer.cc), whose query its q|k|v product has just made in scratch memory.
+struct AttentionIo {
+  const float* query;                 // [B, S, width]
+  std::vector<int64_t> query_shape;
+  const OrtValue *key, *value;        // null where q|k|v come packed in query
+  size_t past_key;                    // the input index of past_key; past_value, seqlens_k,
+                                      // total_sequence_length, cos, sin, q_norm?, k_norm? follow it
+  size_t present_key;                 // the output index of present_key; present_value follows it
+  float* out;                         // [B, S, heads * D]; null: output 0
+};
+
 class AttentionKernel {
  public:
   AttentionKernel(const OrtApi& api, const OrtKernelInfo* info);
   void Compute(OrtKernelContext* context);
+  void Attend(OrtKernelContext* context, const AttentionIo& io);
 
  private:
   int64_t heads_, kv_heads_, window_;

@@ -30,9 +30,9 @@ __all__ = ["SOURCE_DIR", "BUILD_ERROR_FILE", "KernelBuildError", "library_name",
            "build", "ort_headers"]
 
 SOURCE_DIR = Path(__file__).parent
-SOURCES = ("q4_matmul.cc", "attention.cc", "geglu.cc", "logit_stats.cc")
-INCLUDED = ("attention.h", "attention_math.inc", "exp16.h", "geglu.h", "geglu_math.inc",
-            "ort_values.h", "rms_norm.h", "vector8.inc")
+SOURCES = ("q4_matmul.cc", "attention.cc", "decoder_layer.cc", "geglu.cc", "logit_stats.cc")
+INCLUDED = ("attention.h", "attention_math.inc", "decoder_layer.h", "exp16.h", "geglu.h", "geglu_math.inc",
+            "ort_values.h", "q4_projection.h", "rms_norm.h", "vector8.inc")
 BUILD_ERROR_FILE = "build-error.txt"  # why the install-time build failed, for the runtime's error
 HEADERS_URL = ("http://deb.debian.org/debian/pool/main/o/onnxruntime/"
                "libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb")

@@ -56,9 +56,11 @@
 #endif
 
 #include "attention.h"
+#include "decoder_layer.h"
 #include "geglu.h"
 #include "onnxruntime_lite_custom_op.h"
 #include "ort_values.h"
+#include "q4_projection.h"
 #include "rms_norm.h"
 
 namespace {
@@ -770,9 +772,9 @@ struct Product {  // what q4_matmul wrote: y's data, its shape and its rows
   int64_t rows;
 };
 
-// Y (output 0) = A W^T, or with `geglu` (a null row function: none) Y = geglu(gate, up) of its two halves.
+// Y (output 0, or `given`) = A W^T, or with `geglu` (a null row function: none) Y = geglu(gate, up) of its two halves.
 Product q4_matmul(OrtKernelContext* context, int isa, const float* a, const gemma_nb::Dims& a_shape, const Weight& w,
-                  gemma_nb::GegluRow geglu) {
+                  gemma_nb::GegluRow geglu, float* given = nullptr) {
   const int64_t blocks = w.blocks, n = w.n_tiles * kTile, k = blocks * kBlock;
   if (a_shape.rank == 0 || a_shape.back() != k) {
     ORT_CXX_API_THROW("Q4MatMul: the input's last dimension is not the weight's K", ORT_INVALID_ARGUMENT);
@@ -784,7 +786,7 @@ Product q4_matmul(OrtKernelContext* context, int isa, const float* a, const gemm
   const int64_t m = a_shape.elements() / k;
   gemma_nb::Dims y_shape = a_shape;
   y_shape.at[y_shape.rank - 1] = geglu ? n / 2 : n;
-  float* out = gemma_nb::output_data<float>(context, 0, y_shape);
+  float* out = given ? given : gemma_nb::output_data<float>(context, 0, y_shape);
   const Product product{out, y_shape, m};
   if (m == 0) return product;
   Ort::KernelContext ctx(context);
@@ -897,13 +899,8 @@ class Q4MatMulKernel {  // one per graph node: its path is fixed when the sessio
     if (gemma_nb::dims_of(residual, "Q4MatMul") != product.shape) {
       ORT_CXX_API_THROW("Q4MatMul: residual must have the output's shape", ORT_INVALID_ARGUMENT);
     }
-    ResidualJob job{product.data, gemma_nb::output_data<float>(context, 1, product.shape), gemma_nb::data_of<float>(residual),
-                    norms[0].data, norms[1].data, n, norm_epsilon_};
-    if (product.rows < 16) {  // a decode step: one row, cheaper than waking the pool
-      for (int64_t r = 0; r < product.rows; ++r) residual_row(&job, static_cast<size_t>(r));
-    } else {
-      Ort::KernelContext(context).ParallelFor(residual_row, static_cast<size_t>(product.rows), 0, &job);
-    }
+    gemma_nb::add_residual(context, product.data, gemma_nb::output_data<float>(context, 1, product.shape),
+                           gemma_nb::data_of<float>(residual), norms[0].data, norms[1].data, n, product.rows, norm_epsilon_);
   }
 
  private:
@@ -997,16 +994,54 @@ struct GemmaNbDomain {  // made once per process; every session that registers t
       Ort::Custom::CreateLiteCustomOp<gemma_nb::GegluKernel>("GeGLU", "CPUExecutionProvider")};
   gemma_nb::AttentionOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT> attention;
   gemma_nb::AttentionOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16> attention_half_cache;
+  gemma_nb::DecoderLayerOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT> layer;
+  gemma_nb::DecoderLayerOp<ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16> layer_half_cache;
   GemmaNbDomain() {
     domain.Add(&matmul);
     domain.Add(&gather);
     domain.Add(geglu.get());
     domain.Add(&attention);
     domain.Add(&attention_half_cache);
+    domain.Add(&layer);
+    domain.Add(&layer_half_cache);
   }
 };
 
 }  // namespace
+
+struct gemma_nb::Q4Projection::Weight : ::Weight {};
+
+gemma_nb::Q4Projection::Q4Projection(const OrtApi& api, const OrtKernelInfo* info, size_t first, bool geglu, const char* op)
+    : geglu_(geglu) {
+  const int cap = chosen_isa();
+  isa_ = cap < 0 ? best_isa() : cap;
+  const OrtValue *tiles = constant_input(api, info, first), *scales = constant_input(api, info, first + 1),
+                 *zeros = constant_input(api, info, first + 2);
+  if (!tiles || !scales || !zeros) ORT_CXX_API_THROW(std::string(op) + ": the weights must be constant initializers", ORT_INVALID_ARGUMENT);
+  weight_ = std::make_unique<const Weight>(Weight{::Weight::of(tiles, scales, zeros, op)});
+  weight_->checked();
+  if (geglu && weight_->n_tiles % 2) {
+    ORT_CXX_API_THROW(std::string(op) + ": a gate|up weight needs its tile rows in pairs (an even number)", ORT_INVALID_ARGUMENT);
+  }
+}
+
+gemma_nb::Q4Projection::~Q4Projection() = default;
+
+int64_t gemma_nb::Q4Projection::outputs() const { return weight_->n_tiles * kTile / (geglu_ ? 2 : 1); }
+
+void gemma_nb::Q4Projection::Multiply(OrtKernelContext* context, const float* a, const Dims& a_dims, float* out) const {
+  q4_matmul(context, isa_, a, a_dims, *weight_, geglu_ ? session_geglu_row() : nullptr, out);
+}
+
+void gemma_nb::add_residual(OrtKernelContext* context, float* y, float* sum, const float* residual, const float* norm,
+                            const float* next_norm, int64_t n, int64_t rows, float epsilon) {
+  ResidualJob job{y, sum, residual, norm, next_norm, n, epsilon};
+  if (rows < 16) {  // a decode step: one row, cheaper than waking the pool
+    for (int64_t r = 0; r < rows; ++r) residual_row(&job, static_cast<size_t>(r));
+  } else {
+    Ort::KernelContext(context).ParallelFor(residual_row, static_cast<size_t>(rows), 0, &job);
+  }
+}
 
 int gemma_nb::session_vector_width() {
   const int isa = chosen_isa();
