@@ -229,8 +229,11 @@ def weight_facts(path: str) -> dict:
 
 
 # Inputs a decode step reads one row of, not all: (op type, input positions).
+# DecoderLayer's cos and sin follow its past_key, past_value, seqlens_k and total_sequence_length
+# (gemma_nb/kernels/decoder_layer.h: kLayerPastKey = 18).
 LOOKUP_INPUTS = {"Gather": (0,), "GatherBlockQuantized": (0, 2, 3), "Q4Gather": (0, 1, 2),
-                 "GroupQueryAttention": (7, 8), "Attention": (7, 8), "RotaryEmbedding": (2, 3)}
+                 "GroupQueryAttention": (7, 8), "Attention": (7, 8), "RotaryEmbedding": (2, 3),
+                 "DecoderLayer": (22, 23)}
 
 
 def onnx_read_bytes(model: Path) -> int:
