@@ -648,7 +648,7 @@ Isa best_isa() { return kGeneric; }
 #endif
 
 // The path for a session made now: the best the CPU has, capped by GEMMA_NB_KERNEL_ISA; -1 for a cap
-// that names no path.
+// that names no path (RegisterCustomOps refuses it before any node is made).
 int chosen_isa() {
   const char* cap = std::getenv("GEMMA_NB_KERNEL_ISA");
   if (cap == nullptr || *cap == '\0') return best_isa();
@@ -656,6 +656,12 @@ int chosen_isa() {
     if (std::strcmp(cap, kIsaNames[isa]) == 0) return std::min(isa, static_cast<int>(best_isa()));
   }
   return -1;
+}
+
+// The path a node made now takes.
+int node_isa() {
+  const int cap = chosen_isa();
+  return cap < 0 ? best_isa() : cap;
 }
 
 struct QuantizeJob {
@@ -852,9 +858,7 @@ void residual_row(void* data, size_t row) {
 // Q4MatMul and Q4Gather read their inputs through the C API (ort_values.h), not the Lite API.
 class Q4MatMulKernel {  // one per graph node: its path is fixed when the session is made
  public:
-  Q4MatMulKernel(const OrtApi& api, const OrtKernelInfo* info) {
-    const int cap = chosen_isa();
-    isa_ = cap < 0 ? best_isa() : cap;
+  Q4MatMulKernel(const OrtApi& api, const OrtKernelInfo* info) : isa_(node_isa()) {
     if (OrtStatus* absent = api.KernelInfoGetAttribute_float(info, "norm_epsilon", &norm_epsilon_)) {
       api.ReleaseStatus(absent);
       norm_epsilon_ = -1.f;
@@ -1012,9 +1016,7 @@ struct GemmaNbDomain {  // made once per process; every session that registers t
 struct gemma_nb::Q4Projection::Weight : ::Weight {};
 
 gemma_nb::Q4Projection::Q4Projection(const OrtApi& api, const OrtKernelInfo* info, size_t first, bool geglu, const char* op)
-    : geglu_(geglu) {
-  const int cap = chosen_isa();
-  isa_ = cap < 0 ? best_isa() : cap;
+    : isa_(node_isa()), geglu_(geglu ? session_geglu_row() : nullptr) {
   const OrtValue *tiles = constant_input(api, info, first), *scales = constant_input(api, info, first + 1),
                  *zeros = constant_input(api, info, first + 2);
   if (!tiles || !scales || !zeros) ORT_CXX_API_THROW(std::string(op) + ": the weights must be constant initializers", ORT_INVALID_ARGUMENT);
@@ -1030,7 +1032,7 @@ gemma_nb::Q4Projection::~Q4Projection() = default;
 int64_t gemma_nb::Q4Projection::outputs() const { return weight_->n_tiles * kTile / (geglu_ ? 2 : 1); }
 
 void gemma_nb::Q4Projection::Multiply(OrtKernelContext* context, const float* a, const Dims& a_dims, float* out) const {
-  q4_matmul(context, isa_, a, a_dims, *weight_, geglu_ ? session_geglu_row() : nullptr, out);
+  q4_matmul(context, isa_, a, a_dims, *weight_, geglu_, out);
 }
 
 void gemma_nb::add_residual(OrtKernelContext* context, float* y, float* sum, const float* residual, const float* norm,

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "geglu.h"
 #include "ort_values.h"
 
 namespace gemma_nb {
@@ -23,7 +24,7 @@ class Q4Projection {
   struct Weight;
   std::unique_ptr<const Weight> weight_;
   int isa_;
-  bool geglu_;
+  GegluRow geglu_;  // null: a plain product
 };
 
 // Q4MatMul's norms and residual add on rows [rows][n] of its product y, in place:
