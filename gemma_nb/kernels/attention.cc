@@ -494,9 +494,8 @@ AttentionKernel::AttentionKernel(const OrtApi& api, const OrtKernelInfo* info) {
 
 void AttentionKernel::Compute(OrtKernelContext* context) {
   Ort::KernelContext ctx(context);
-  const Ort::ConstValue query = ctx.GetInput(0);
-  Attend(context, {query.GetTensorData<float>(), query.GetTensorTypeAndShapeInfo().GetShape(), ctx.GetInput(1),
-                   ctx.GetInput(2), 3, 1, nullptr});
+  const OrtValue* query = input_value(context, 0);
+  Attend(context, {data_of<float>(query), dims_of(query, "Attention"), ctx.GetInput(1), ctx.GetInput(2), 3, 1, nullptr});
 }
 
 void AttentionKernel::Attend(OrtKernelContext* context, const AttentionIo& io) {
@@ -508,10 +507,10 @@ void AttentionKernel::Attend(OrtKernelContext* context, const AttentionIo& io) {
   // q_norm, k_norm: not in graphs without them (Gemma 2's, or exported before them)
   const Ort::ConstValue q_norm = ctx.GetInputCount() > at + 6 ? ctx.GetInput(at + 6) : Ort::ConstValue{nullptr};
   const Ort::ConstValue k_norm = ctx.GetInputCount() > at + 7 ? ctx.GetInput(at + 7) : Ort::ConstValue{nullptr};
-  const std::vector<int64_t>& q_shape = io.query_shape;
+  const int64_t* q_shape = io.query_shape.at;
   const std::vector<int64_t> past_shape = past_k.GetTensorTypeAndShapeInfo().GetShape();
   const std::vector<int64_t> cos_shape = cos.GetTensorTypeAndShapeInfo().GetShape();
-  if (q_shape.size() != 3 || past_shape.size() != 4) fail("query must be [B, S, width] and past_key [B, kv_heads, capacity, D]");
+  if (io.query_shape.rank != 3 || past_shape.size() != 4) fail("query must be [B, S, width] and past_key [B, kv_heads, capacity, D]");
   Shapes s{q_shape[0], q_shape[1], heads_, kv_heads_, past_shape[3], past_shape[2], 0, cos_shape.empty() ? 0 : cos_shape[0],
            static_cast<const OrtValue*>(key) == nullptr};
   const int64_t total_len = *total.GetTensorData<int32_t>();

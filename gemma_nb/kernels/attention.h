@@ -5,7 +5,7 @@
 #include "onnxruntime_cxx_api.h"
 #undef ORT_API_MANUAL_INIT
 
-#include <vector>
+#include "ort_values.h"
 
 namespace gemma_nb {
 
@@ -17,7 +17,7 @@ int session_vector_width();
 // (decoder_layer.cc), whose query its q|k|v product has just made in scratch memory.
 struct AttentionIo {
   const float* query;                 // [B, S, width]
-  std::vector<int64_t> query_shape;
+  Dims query_shape;
   const OrtValue *key, *value;        // null where q|k|v come packed in query
   size_t past_key;                    // the input index of past_key; past_value, seqlens_k,
                                       // total_sequence_length, cos, sin, q_norm?, k_norm? follow it

@@ -10,6 +10,7 @@
 #include "decoder_layer.h"
 
 #include <string>
+#include <vector>
 
 namespace gemma_nb {
 
@@ -35,10 +36,10 @@ DecoderLayerKernel::DecoderLayerKernel(const OrtApi& api, const OrtKernelInfo* i
 }
 
 void DecoderLayerKernel::Compute(OrtKernelContext* context) {
-  const OrtValue* normed = input_value(context, kLayerNormed);
+  const OrtValue *normed = input_value(context, kLayerNormed), *residual = input_value(context, kLayerResidual);
   const Dims x_dims = dims_of(normed, "DecoderLayer");
   const int64_t hidden = o_.outputs(), rows = x_dims.elements() / x_dims.back();
-  if (dims_of(input_value(context, kLayerResidual), "DecoderLayer") != x_dims || x_dims.back() != hidden) {
+  if (dims_of(residual, "DecoderLayer") != x_dims || x_dims.back() != hidden) {
     ORT_CXX_API_THROW("DecoderLayer: x and its normed form must be [..., " + std::to_string(hidden) + "] alike",
                       ORT_INVALID_ARGUMENT);
   }
@@ -56,12 +57,10 @@ void DecoderLayerKernel::Compute(OrtKernelContext* context) {
   };
   const Dims qkv_dims = with_last(qkv_.outputs());
   qkv_.Multiply(context, data_of<float>(normed), x_dims, qkv.data());
-  attention_.Attend(context, {qkv.data(), std::vector<int64_t>(qkv_dims.at, qkv_dims.at + qkv_dims.rank), nullptr, nullptr,
-                              kLayerPastKey, 2, heads.data()});
+  attention_.Attend(context, {qkv.data(), qkv_dims, nullptr, nullptr, kLayerPastKey, 2, heads.data()});
   o_.Multiply(context, heads.data(), with_last(heads_ * head_size), ffw_in.data());
   // h = x + post_attn_norm(o's product), and in place of that product pre_ffw_norm(h)
-  add_residual(context, ffw_in.data(), h.data(), data_of<float>(input_value(context, kLayerResidual)), norms_[0],
-               norms_[1], hidden, rows, epsilon_);
+  add_residual(context, ffw_in.data(), h.data(), data_of<float>(residual), norms_[0], norms_[1], hidden, rows, epsilon_);
   gate_up_.Multiply(context, ffw_in.data(), x_dims, ffw.data());
   float* out = output_data<float>(context, 0, x_dims);
   down_.Multiply(context, ffw.data(), with_last(gate_up_.outputs()), out);
